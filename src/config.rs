@@ -1,0 +1,199 @@
+//! Configuration: command-line flags, each with a `LIVECHAT_*` environment
+//! variable, checked once at start-up. Every knob is listed in the README.
+
+use crate::auth::{AuthConfig, KeySource, Secret};
+use crate::domain::access::{AccessPolicy, DEFAULT_ALLOWED_ROLES};
+use crate::domain::message::DEFAULT_MAX_MESSAGE_CHARS;
+use crate::store::{Backend, StoreConfig};
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use jsonwebtoken::Algorithm;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Smallest accepted HS256 secret, in bytes (256 bits, the hash size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Asymmetric algorithms accepted with a PEM key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PemAlgorithm {
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA P-256 with SHA-256.
+    #[value(name = "ES256")]
+    Es256,
+    /// Ed25519.
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+impl From<PemAlgorithm> for Algorithm {
+    fn from(a: PemAlgorithm) -> Self {
+        match a {
+            PemAlgorithm::Rs256 => Algorithm::RS256,
+            PemAlgorithm::Es256 => Algorithm::ES256,
+            PemAlgorithm::EdDsa => Algorithm::EdDSA,
+        }
+    }
+}
+
+fn duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("{e} (examples: 500ms, 5s, 1m)"))
+}
+
+/// Database settings, shared by `serve` and `migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://path/to/file.db` (default) or `postgres://user@host/db`.
+    #[arg(long, env = "LIVECHAT_DATABASE_URL", default_value = "sqlite://data/livechat.db")]
+    pub database_url: String,
+    /// Largest number of pooled connections (readers, on SQLite).
+    #[arg(long, env = "LIVECHAT_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+    /// How long a request waits for a connection before answering 503.
+    #[arg(long, env = "LIVECHAT_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = duration)]
+    pub db_acquire_timeout: Duration,
+    /// Longest a single statement may run (PostgreSQL).
+    #[arg(long, env = "LIVECHAT_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub db_statement_timeout: Duration,
+}
+
+impl DatabaseArgs {
+    /// Checks the URL and builds the store settings.
+    pub fn store_config(&self, migrate: bool) -> anyhow::Result<StoreConfig> {
+        if Backend::from_url(&self.database_url).is_none() {
+            bail!("--database-url / LIVECHAT_DATABASE_URL must start with sqlite:// or postgres://");
+        }
+        if self.db_acquire_timeout.is_zero() || self.db_statement_timeout.is_zero() {
+            bail!("database timeouts must be greater than zero");
+        }
+        Ok(StoreConfig {
+            url: self.database_url.clone(),
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+            statement_timeout: self.db_statement_timeout,
+            migrate,
+        })
+    }
+}
+
+/// Token verification settings.
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// HS256 shared secret (at least 32 bytes).
+    #[arg(long, env = "LIVECHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with the public key for RS256 / ES256 / EdDSA tokens.
+    #[arg(long, env = "LIVECHAT_JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm of the PEM key.
+    #[arg(long, env = "LIVECHAT_JWT_ALGORITHM", requires = "jwt_public_key_file")]
+    pub jwt_algorithm: Option<PemAlgorithm>,
+    /// JWKS document (JSON file) with the verification keys, chosen by `kid`.
+    #[arg(long, env = "LIVECHAT_JWT_JWKS_FILE", conflicts_with_all = ["jwt_secret", "jwt_public_key_file"])]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Required `iss` claim.
+    #[arg(long, env = "LIVECHAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "LIVECHAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[arg(long, env = "LIVECHAT_JWT_LEEWAY", default_value = "30s", value_parser = duration)]
+    pub jwt_leeway: Duration,
+}
+
+impl JwtArgs {
+    /// The key source, or `None` if nothing is configured.
+    pub fn auth_config(&self) -> anyhow::Result<Option<AuthConfig>> {
+        let keys = match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwt_jwks_file) {
+            (Some(secret), None, None) => Some(KeySource::Hs256(checked_secret(secret)?)),
+            (None, Some(path), None) => {
+                let algorithm = self
+                    .jwt_algorithm
+                    .context("--jwt-algorithm / LIVECHAT_JWT_ALGORITHM (RS256, ES256 or EdDSA) is required with a PEM key")?;
+                Some(KeySource::Pem { path: path.clone(), algorithm: algorithm.into() })
+            }
+            (None, None, Some(path)) => Some(KeySource::Jwks(path.clone())),
+            (None, None, None) => None,
+            _ => bail!("configure exactly one of --jwt-secret, --jwt-public-key-file, --jwt-jwks-file"),
+        };
+        Ok(keys.map(|keys| AuthConfig {
+            keys,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_secs: self.jwt_leeway.as_secs(),
+        }))
+    }
+}
+
+/// Refuses secrets too short to resist guessing.
+pub fn checked_secret(raw: &str) -> anyhow::Result<Secret> {
+    if raw.len() < MIN_SECRET_BYTES {
+        bail!("the JWT secret must be at least {MIN_SECRET_BYTES} bytes long");
+    }
+    Ok(Secret::new(raw.to_owned()))
+}
+
+/// Everything `serve` takes.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "LIVECHAT_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Development mode: 127.0.0.1, a fresh signing secret and printed demo tokens.
+    #[arg(long, env = "LIVECHAT_DEV")]
+    pub dev: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    /// Comma-separated tenant roles allowed to use livechat.
+    #[arg(long, env = "LIVECHAT_ALLOWED_ROLES", value_delimiter = ',', default_values_t = DEFAULT_ALLOWED_ROLES.iter().map(|r| (*r).to_owned()))]
+    pub allowed_roles: Vec<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "LIVECHAT_MAX_BODY_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(64..=16 * 1024 * 1024))]
+    pub max_body_bytes: u64,
+    /// Longest accepted message, in characters.
+    #[arg(long, env = "LIVECHAT_MAX_MESSAGE_CHARS", default_value_t = DEFAULT_MAX_MESSAGE_CHARS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_message_chars: u64,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "LIVECHAT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// Skip migrations at start-up (run `livechat migrate` instead).
+    #[arg(long, env = "LIVECHAT_NO_MIGRATE")]
+    pub no_migrate: bool,
+}
+
+impl ServeArgs {
+    /// The role allowlist, with empty entries refused.
+    pub fn policy(&self) -> anyhow::Result<AccessPolicy> {
+        let roles: Vec<String> = self.allowed_roles.iter().map(|r| r.trim().to_owned()).collect();
+        if roles.is_empty() || roles.iter().any(String::is_empty) {
+            bail!("--allowed-roles / LIVECHAT_ALLOWED_ROLES must list role names separated by commas");
+        }
+        Ok(AccessPolicy::new(roles))
+    }
+}
+
+/// Logging settings, shared by all subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// `human` or `json`.
+    #[arg(long, env = "LIVECHAT_LOG_FORMAT", default_value = "human", global = true)]
+    pub log_format: LogFormat,
+    /// Filter in `tracing` syntax, e.g. `info` or `livechat=debug,sqlx=warn`.
+    #[arg(long, env = "LIVECHAT_LOG", default_value = "info,sqlx=warn", global = true)]
+    pub log: String,
+}

@@ -1,0 +1,134 @@
+//! Identifiers, parsed once from raw input so the rest of the code cannot hold
+//! an invalid one.
+
+use serde::{Serialize, Serializer};
+use std::fmt;
+use uuid::Uuid;
+
+/// A tenant (cooperative, small business, village enterprise): a positive integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(i64);
+
+/// A user (tenant user or agent), the numeric `sub` of the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UserId(i64);
+
+/// Why a raw numeric id was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("must be a positive integer")]
+pub struct NotPositive;
+
+fn parse_positive(raw: &str) -> Result<i64, NotPositive> {
+    let raw = raw.trim();
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NotPositive);
+    }
+    match raw.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(NotPositive),
+    }
+}
+
+macro_rules! positive_id {
+    ($t:ident) => {
+        impl $t {
+            /// Parses a decimal string of a positive integer.
+            pub fn parse(raw: &str) -> Result<Self, NotPositive> {
+                parse_positive(raw).map(Self)
+            }
+
+            /// Accepts a positive integer.
+            pub fn new(n: i64) -> Result<Self, NotPositive> {
+                if n > 0 { Ok(Self(n)) } else { Err(NotPositive) }
+            }
+
+            /// The integer value.
+            pub const fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+positive_id!(TenantId);
+positive_id!(UserId);
+
+/// Why a raw UUID was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("must be a UUID")]
+pub struct NotAUuid;
+
+macro_rules! uuid_id {
+    ($t:ident) => {
+        impl $t {
+            /// A new time-ordered (v7) id.
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Parses the hyphenated (or any standard) UUID form.
+            pub fn parse(raw: &str) -> Result<Self, NotAUuid> {
+                Uuid::parse_str(raw.trim()).map(Self).map_err(|_| NotAUuid)
+            }
+
+            /// Wraps a stored UUID.
+            pub const fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+
+            /// The underlying UUID.
+            pub const fn uuid(self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+/// A chat session id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(Uuid);
+
+/// A chat message id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(Uuid);
+
+uuid_id!(SessionId);
+uuid_id!(MessageId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positive_ids_reject_zero_signs_and_garbage() {
+        assert_eq!(TenantId::parse("12").unwrap().get(), 12);
+        for bad in ["0", "-1", "+3", "1.5", "", "abc", "99999999999999999999"] {
+            assert_eq!(TenantId::parse(bad), Err(NotPositive), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_session_ids_are_version_7() {
+        assert_eq!(SessionId::generate().uuid().get_version_num(), 7);
+    }
+}

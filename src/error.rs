@@ -1,0 +1,97 @@
+//! The one error type of the request path, mapped to a status and envelope
+//! in exactly one place ([`crate::http::response`]).
+
+use crate::domain::ids::SessionId;
+use crate::store::StoreError;
+use std::collections::BTreeMap;
+
+/// Per-field human-readable problems, as sent in `errors`.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400 `validation_error` with per-field messages.
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// 401: no usable bearer token.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// 403: not allowed here.
+    #[error("forbidden")]
+    Forbidden,
+    /// 404: no such resource (or another tenant's).
+    #[error("not found")]
+    NotFound,
+    /// 405 on a known path.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 413: body over the configured limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415: a body that is not JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 400: the tenant already has this OPEN session.
+    #[error("session already active")]
+    SessionAlreadyActive(SessionId),
+    /// 400: the named agent is offline.
+    #[error("agent offline")]
+    AgentOffline,
+    /// 422: idempotency key reused with a different body.
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
+    /// 503: storage unreachable or saturated; retryable.
+    #[error("storage unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// 500: a bug or an unexpected failure; details go to the log only.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    /// A 400 with one message for one field.
+    pub fn field(field: &str, message: impl ToString) -> Self {
+        Self::Validation(BTreeMap::from([(field.to_owned(), vec![message.to_string()])]))
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::SessionAlreadyActive(id) => Self::SessionAlreadyActive(id),
+            StoreError::SessionNotOpen => Self::NotFound,
+            StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            StoreError::Unavailable(e) => Self::Unavailable(e.into()),
+            StoreError::Internal(e) => Self::Internal(e.into()),
+        }
+    }
+}
+
+/// Collects field errors while parsing several inputs, so a client learns
+/// about every bad field at once.
+#[derive(Debug, Default)]
+pub struct Problems(FieldErrors);
+
+impl Problems {
+    /// Keeps the value, or records the error under `field`.
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(field, e);
+                None
+            }
+        }
+    }
+
+    /// Records a problem with `field`.
+    pub fn add(&mut self, field: &str, message: impl ToString) {
+        self.0.entry(field.to_owned()).or_default().push(message.to_string());
+    }
+
+    /// `Err` with every recorded problem, if any.
+    pub fn finish(self) -> Result<(), AppError> {
+        if self.0.is_empty() { Ok(()) } else { Err(AppError::Validation(self.0)) }
+    }
+}

@@ -1,0 +1,116 @@
+//! Extractors that turn raw requests into checked values, answering every
+//! rejection with the envelope (never axum's plain-text bodies).
+
+use super::AppState;
+use crate::domain::access::Caller;
+use crate::domain::ids::{SessionId, TenantId};
+use crate::error::AppError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header, request::Parts};
+use serde::de::DeserializeOwned;
+
+/// A JSON body. An empty body is `None` (so `POST /sessions` may send nothing);
+/// a non-empty body must be labelled JSON (415) and parse (400 per field).
+pub struct Json<T>(pub Option<T>);
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_owned());
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej: BytesRejection| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::field("body", "could not read the request body")
+            }
+        })?;
+        if bytes.is_empty() {
+            return Ok(Self(None));
+        }
+        if !content_type.as_deref().is_some_and(is_json) {
+            return Err(AppError::UnsupportedMediaType);
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(value) => Ok(Self(Some(value))),
+            Err(err) => Err(body_error(&err)),
+        }
+    }
+}
+
+/// Names the field at fault, without echoing parser positions or the body.
+fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> AppError {
+    let inner = err.inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return AppError::field("body", "must be valid JSON");
+    }
+    let text = inner.to_string();
+    let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
+    if let Some(field) = text.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+        return AppError::field(field, "is required");
+    }
+    match err.path().to_string().as_str() {
+        "." => AppError::field("body", format!("must be a JSON object ({text})")),
+        path => AppError::field(path, text),
+    }
+}
+
+/// Query parameters; any parse failure is a 400 naming the parameters.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map(Self)
+            .map_err(|err| AppError::field("query", err))
+    }
+}
+
+/// Parses the `:id` segment of a session route.
+pub fn session_id(raw: &str) -> Result<SessionId, AppError> {
+    SessionId::parse(raw).map_err(|e| AppError::field("id", e))
+}
+
+/// The verified caller, admitted to the tenant named by `X-Tenant-ID`.
+pub struct Authed(pub Caller);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AppError::Unauthorized)?;
+        let identity = state.verifier().verify(token).map_err(|err| {
+            tracing::debug!(reason = %err, "token refused");
+            AppError::Unauthorized
+        })?;
+        let tenant = parts
+            .headers
+            .get("x-tenant-id")
+            .ok_or_else(|| AppError::field("X-Tenant-ID", "is required"))?
+            .to_str()
+            .ok()
+            .and_then(|v| TenantId::parse(v).ok())
+            .ok_or_else(|| AppError::field("X-Tenant-ID", "must be a positive integer"))?;
+        tracing::Span::current().record("tenant_id", tenant.get());
+        tracing::Span::current().record("user_id", identity.user_id.get());
+        let caller = state.policy().admit(&identity, tenant).map_err(|_| AppError::Forbidden)?;
+        Ok(Self(caller))
+    }
+}

@@ -1,0 +1,112 @@
+//! `/sessions/:id/messages` routes (CONTRACT section 5).
+
+use super::AppState;
+use super::extract::{Authed, Json, Query, session_id};
+use super::model::{ApiResponse, ChatMessage, ErrorResponse, Pagination, SendMessageRequest};
+use super::response::Success;
+use crate::domain::ids::{MessageId, UserId};
+use crate::domain::message::{IdempotencyKey, MessageFilter, SearchTerm};
+use crate::domain::page::{Direction, PageLimit};
+use crate::domain::time::Timestamp;
+use crate::error::{AppError, Problems};
+use crate::service::PageRequest;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde::Deserialize;
+
+/// The message routes, relative to a prefix.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/sessions/{id}/messages", post(send_message).get(list_messages))
+}
+
+/// Sends a message to an OPEN session.
+#[utoipa::path(post, path = "/sessions/{id}/messages", tag = "messages",
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 characters; a retry with the same key returns the original message")),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 201, description = "Stored (or replayed, with `Idempotent-Replayed: true`)", body = ApiResponse<ChatMessage>),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
+        (status = 422, description = "`idempotency_key_reused`", body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn send_message(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<SendMessageRequest>,
+) -> Result<Success<ChatMessage>, AppError> {
+    let session = session_id(&id)?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().ok().and_then(|k| IdempotencyKey::parse(k).ok()))
+        .map(|k| k.ok_or_else(|| AppError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)))
+        .transpose()?;
+    let body = body.ok_or_else(|| AppError::field("message", "is required"))?;
+    let (message, replayed) = state.chat().send_message(&caller, session, &body.message, key).await?;
+    let res = Success::created("message sent", ChatMessage::from(message));
+    Ok(if replayed { res.header(axum::http::HeaderName::from_static("idempotent-replayed"), "true") } else { res })
+}
+
+/// Query of `GET /sessions/:id/messages`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListMessagesQuery {
+    /// Case-insensitive literal substring, 1..200 characters.
+    term: Option<String>,
+    /// Only this author.
+    sender_id: Option<String>,
+    /// Inclusive lower bound, RFC 3339.
+    start_date: Option<String>,
+    /// Inclusive upper bound, RFC 3339.
+    end_date: Option<String>,
+    /// 1..100, default 10; larger values are clamped.
+    limit: Option<String>,
+    /// A message id of this session.
+    cursor: Option<String>,
+    /// `before` (default, older than the cursor) or `after` (newer).
+    direction: Option<String>,
+}
+
+/// Lists a session's messages, newest first.
+#[utoipa::path(get, path = "/sessions/{id}/messages", tag = "messages",
+    params(("id" = String, Path, format = Uuid), ListMessagesQuery, ("X-Tenant-ID" = i64, Header)),
+    responses(
+        (status = 200, description = "A page of messages", body = ApiResponse<Vec<ChatMessage>>),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Query(q): Query<ListMessagesQuery>,
+) -> Result<Success<Vec<ChatMessage>>, AppError> {
+    let session = session_id(&id)?;
+    let mut problems = Problems::default();
+    let term = q.term.map(|t| problems.check("term", SearchTerm::parse(&t))).flatten();
+    let sender_id = q.sender_id.map(|s| problems.check("sender_id", UserId::parse(&s))).flatten();
+    let start = q.start_date.map(|s| problems.check("start_date", Timestamp::parse_lower_bound(&s))).flatten();
+    let end = q.end_date.map(|s| problems.check("end_date", Timestamp::parse_upper_bound(&s))).flatten();
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            problems.add("start_date", "must not be after end_date");
+        }
+    }
+    let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
+    let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
+    let cursor = q.cursor.map(|c| problems.check("cursor", MessageId::parse(&c))).flatten();
+    problems.finish()?;
+    let (Some(limit), Some(direction)) = (limit, direction) else {
+        return Err(AppError::field("query", "invalid"));
+    };
+    let filter = MessageFilter { term, sender_id, start, end };
+    let page = state.chat().list_messages(&caller, session, &filter, PageRequest { limit, direction, cursor }).await?;
+    let pagination = Pagination::from(&page);
+    let items = page.items.into_iter().map(ChatMessage::from).collect();
+    Ok(Success::ok("messages listed", items).paginated(pagination))
+}

@@ -1,0 +1,91 @@
+//! Where requests enter: the router, middleware and handlers.
+
+mod extract;
+mod health;
+mod messages;
+pub mod model;
+pub mod openapi;
+mod request_id;
+mod response;
+mod sessions;
+
+use crate::auth::Verifier;
+use crate::domain::access::AccessPolicy;
+use crate::error::AppError;
+use crate::service::Livechat;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// The prefixes every livechat route is mounted under (CONTRACT section 1).
+pub const PREFIXES: [&str; 2] = ["/api/livechat", "/api/vendor/livechat"];
+
+/// Shared, cheaply clonable state of the HTTP layer.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    chat: Livechat,
+    verifier: Verifier,
+    policy: AccessPolicy,
+}
+
+impl AppState {
+    /// Bundles the use cases with the access machinery.
+    pub fn new(chat: Livechat, verifier: Verifier, policy: AccessPolicy) -> Self {
+        Self(Arc::new(Inner { chat, verifier, policy }))
+    }
+
+    /// The use cases.
+    pub fn chat(&self) -> &Livechat {
+        &self.0.chat
+    }
+
+    /// Token verification.
+    pub fn verifier(&self) -> &Verifier {
+        &self.0.verifier
+    }
+
+    /// The role allowlist.
+    pub fn policy(&self) -> &AccessPolicy {
+        &self.0.policy
+    }
+}
+
+/// The livechat API relative to one prefix; mounted under each of [`PREFIXES`].
+fn api() -> Router<AppState> {
+    Router::new()
+        .merge(sessions::router())
+        .merge(messages::router())
+        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The whole application router.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = api();
+    let mut app = Router::new().merge(health::router());
+    for prefix in PREFIXES {
+        app = app.nest(prefix, api.clone());
+    }
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn(request_id::scope))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+}

@@ -1,0 +1,126 @@
+//! `/sessions` routes (CONTRACT section 4).
+
+use super::AppState;
+use super::extract::{Authed, Json, Query, session_id};
+use super::model::{ApiResponse, ChatSession, ErrorResponse, Pagination, StartSessionRequest};
+use super::response::Success;
+use crate::domain::ids::{SessionId, UserId};
+use crate::domain::page::{Direction, PageLimit};
+use crate::domain::session::{SessionFilter, SessionStatus};
+use crate::error::{AppError, Problems};
+use crate::service::PageRequest;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+/// The session routes, relative to a prefix.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", post(create_session).get(list_sessions))
+        .route("/sessions/{id}", get(get_session))
+        .route("/sessions/{id}/close", post(close_session))
+}
+
+/// Opens the tenant's session.
+#[utoipa::path(post, path = "/sessions", tag = "sessions",
+    request_body(content = Option<StartSessionRequest>, description = "May be absent or `{}`"),
+    responses(
+        (status = 201, description = "Session opened", body = ApiResponse<ChatSession>),
+        (status = 400, description = "`validation_error`, `session_already_active` (errors.session_id), `agent_offline`", body = ErrorResponse),
+        (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
+    ),
+    params(("X-Tenant-ID" = i64, Header)), security(("bearer" = [])))]
+pub async fn create_session(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Json(body): Json<StartSessionRequest>,
+) -> Result<Success<ChatSession>, AppError> {
+    let agent_id = body
+        .unwrap_or_default()
+        .agent_id
+        .map(|a| UserId::new(a).map_err(|e| AppError::field("agent_id", e)))
+        .transpose()?;
+    let session = state.chat().open_session(&caller, agent_id).await?;
+    Ok(Success::created("session opened", session.into()))
+}
+
+/// Query of `GET /sessions`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListSessionsQuery {
+    /// `OPEN` or `CLOSED`.
+    status: Option<String>,
+    /// Only sessions of this agent.
+    agent_id: Option<String>,
+    /// 1..100, default 10; larger values are clamped.
+    limit: Option<String>,
+    /// A session id from a previous page.
+    cursor: Option<String>,
+    /// `before` (default, older) or `after` (newer).
+    direction: Option<String>,
+}
+
+/// Lists the tenant's sessions, newest first.
+#[utoipa::path(get, path = "/sessions", tag = "sessions", params(ListSessionsQuery, ("X-Tenant-ID" = i64, Header)),
+    responses(
+        (status = 200, description = "A page of sessions", body = ApiResponse<Vec<ChatSession>>),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Query(q): Query<ListSessionsQuery>,
+) -> Result<Success<Vec<ChatSession>>, AppError> {
+    let mut problems = Problems::default();
+    let status = q
+        .status
+        .map(|s| problems.check("status", SessionStatus::parse(s.trim()).ok_or("must be OPEN or CLOSED")))
+        .flatten();
+    let agent_id = q.agent_id.map(|a| problems.check("agent_id", UserId::parse(&a))).flatten();
+    let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
+    let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
+    let cursor = q.cursor.map(|c| problems.check("cursor", SessionId::parse(&c))).flatten();
+    problems.finish()?;
+    let (Some(limit), Some(direction)) = (limit, direction) else {
+        return Err(AppError::field("query", "invalid"));
+    };
+    let filter = SessionFilter { status, agent_id };
+    let page = state.chat().list_sessions(&caller, &filter, PageRequest { limit, direction, cursor }).await?;
+    let pagination = Pagination::from(&page);
+    let items = page.items.into_iter().map(ChatSession::from).collect();
+    Ok(Success::ok("sessions listed", items).paginated(pagination))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+    responses(
+        (status = 200, body = ApiResponse<ChatSession>),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn get_session(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Success<ChatSession>, AppError> {
+    let session = state.chat().get_session(&caller, session_id(&id)?).await?;
+    Ok(Success::ok("session found", session.into()))
+}
+
+/// Closes a session (agents only; idempotent).
+#[utoipa::path(post, path = "/sessions/{id}/close", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+    responses(
+        (status = 200, body = ApiResponse<ChatSession>),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn close_session(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Success<ChatSession>, AppError> {
+    let session = state.chat().close_session(&caller, session_id(&id)?).await?;
+    Ok(Success::ok("session closed", session.into()))
+}

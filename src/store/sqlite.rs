@@ -1,0 +1,72 @@
+//! SQLite, the embedded default: one file, WAL, one writer connection.
+
+use super::StoreConfig;
+use super::migrations;
+use super::sql::{Dialect, QueryBuilder, SqlStore};
+use crate::domain::message::SearchTerm;
+use anyhow::Context;
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Sqlite;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// FTS5 trigram queries need terms of at least three characters.
+const TRIGRAM: usize = 3;
+
+impl Dialect for Sqlite {
+    fn placeholder(_n: usize, out: &mut String) {
+        out.push('?');
+    }
+
+    fn push_term_filter(qb: &mut QueryBuilder<Self>, term: &SearchTerm) {
+        if term.char_len() >= TRIGRAM {
+            // A quoted FTS5 string is matched literally as a run of trigrams:
+            // an exact substring, with `%`, `_` and `*` carrying no meaning.
+            let phrase = format!("\"{}\"", term.folded().replace('"', "\"\""));
+            qb.push(" AND rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ");
+            qb.push_bind(phrase).push(")");
+        } else {
+            // Too short for trigrams: scan the session's own rows (already narrowed by index).
+            qb.push(" AND instr(message_folded, ").push_bind(term.folded().to_owned()).push(") > 0");
+        }
+    }
+
+    fn is_transient(err: &dyn DatabaseError) -> bool {
+        // SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_IOERR (10), SQLITE_FULL (13) and their extended codes.
+        let primary = err.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+        matches!(primary, Some(5 | 6 | 10 | 13))
+    }
+}
+
+/// Opens (creating if needed) the database file.
+pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
+    let options = SqliteConnectOptions::from_str(&config.url)
+        .with_context(|| format!("invalid SQLite URL {:?}", config.url))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: every commit is fsynced before the 201 goes out (see README, "Durability").
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    }
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options.clone())
+        .await
+        .with_context(|| format!("cannot open SQLite database {}", options.get_filename().display()))?;
+    if config.migrate {
+        let migrator = migrations::migrator(migrations::SQLITE).await?;
+        migrator.run(&writer).await.context("applying SQLite migrations")?;
+    }
+    let reader = SqlitePoolOptions::new()
+        .max_connections(config.max_connections.max(1))
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options)
+        .await
+        .context("opening SQLite read connections")?;
+    Ok(SqlStore { reader, writer })
+}
