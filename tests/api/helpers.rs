@@ -1,0 +1,414 @@
+//! The test harness: a real server on a random loopback port over a fresh
+//! database (a SQLite file, or a PostgreSQL database created for the test and
+//! dropped after), plus users and a small HTTP client.
+
+use livechat::app::{Application, Settings};
+use livechat::auth::{AuthConfig, KeySource, MintClaims, Secret, mint_hs256};
+use livechat::domain::access::AccessPolicy;
+use livechat::service::Limits;
+use livechat::store::StoreConfig;
+use reqwest::Method;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The secret every test server verifies HS256 tokens with.
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+/// Where the PostgreSQL tests connect to create their databases.
+pub const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Which storage backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The admin URL of the PostgreSQL server used by the tests.
+pub fn pg_admin_url() -> String {
+    std::env::var("LIVECHAT_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_ADMIN_URL.to_owned())
+}
+
+/// A throwaway database, removed when dropped.
+pub enum TestDb {
+    Sqlite { url: String, _dir: TempDir },
+    Postgres { url: String, name: String },
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = TempDir::new();
+                let url = format!("sqlite://{}", dir.path.join("livechat.db").display());
+                Self::Sqlite { url, _dir: dir }
+            }
+            Backend::Postgres => {
+                let name = format!("livechat_test_{}", uuid::Uuid::now_v7().simple());
+                let admin = pg_admin_url();
+                let mut conn = connect_pg(&admin).await;
+                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).expect("admin URL has a database");
+                Self::Postgres { url: format!("{base}/{name}"), name }
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+}
+
+async fn connect_pg(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    match tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(url)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(err)) => panic!(
+            "PostgreSQL is required by the test suite and is unreachable at {url}: {err}. \
+             Start it (see README, Tests) or set LIVECHAT_TEST_POSTGRES_URL."
+        ),
+        Err(_) => panic!("PostgreSQL at {url} did not answer within 10 s"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Self::Postgres { name, .. } = self {
+            let name = name.clone();
+            // Drop runs inside the test's runtime; use a thread with its own.
+            let done = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    let mut conn = connect_pg(&pg_admin_url()).await;
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    if let Err(err) = sqlx::Executor::execute(&mut conn, sql.as_str()).await {
+                        eprintln!("could not drop test database {name}: {err}");
+                    }
+                });
+            });
+            let _ = done.join();
+        }
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("livechat-test-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        Self { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Someone calling the API.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub roles: Vec<String>,
+    pub tenants: HashMap<String, Vec<String>>,
+}
+
+impl User {
+    /// A platform support agent (every tenant).
+    pub fn agent(id: i64) -> Self {
+        Self { id, roles: vec!["support_agent".into()], tenants: HashMap::new() }
+    }
+
+    /// A support agent of one tenant only.
+    pub fn tenant_agent(id: i64, tenant: i64) -> Self {
+        Self::with_tenant_role(id, tenant, "support_agent")
+    }
+
+    /// A member of a tenant (koperasi_member).
+    pub fn member(id: i64, tenant: i64) -> Self {
+        Self::with_tenant_role(id, tenant, "koperasi_member")
+    }
+
+    /// Someone with a tenant role outside the allowlist.
+    pub fn outsider(id: i64, tenant: i64) -> Self {
+        Self::with_tenant_role(id, tenant, "accountant")
+    }
+
+    pub fn with_tenant_role(id: i64, tenant: i64, role: &str) -> Self {
+        Self { id, roles: Vec::new(), tenants: HashMap::from([(tenant.to_string(), vec![role.to_owned()])]) }
+    }
+
+    /// A valid HS256 token for this user.
+    pub fn token(&self) -> String {
+        self.token_with(|_| {})
+    }
+
+    /// A token whose claims were adjusted first.
+    pub fn token_with(&self, adjust: impl FnOnce(&mut MintClaims)) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = MintClaims {
+            sub: self.id.to_string(),
+            roles: self.roles.clone(),
+            tenants: self.tenants.clone(),
+            iat: now,
+            exp: now + 3600,
+            iss: None,
+            aud: None,
+        };
+        adjust(&mut claims);
+        mint_hs256(&Secret::new(SECRET.into()), &claims).expect("mint")
+    }
+}
+
+/// A response, body parsed as JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `data` of a successful envelope.
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    /// `data.id` as a string.
+    pub fn id(&self) -> String {
+        self.body["data"]["id"].as_str().unwrap_or_else(|| panic!("no data.id in {}", self.body)).to_owned()
+    }
+
+    /// Asserts the status and the error code, and that it is a proper error envelope.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "unexpected status, body {}", self.body);
+        assert_eq!(self.body["success"], false, "{}", self.body);
+        assert_eq!(self.body["message"], code, "{}", self.body);
+        assert!(self.body["data"].is_null(), "{}", self.body);
+        assert!(self.body["meta"]["request_id"].is_string(), "{}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+    }
+
+    /// The messages recorded for one field.
+    pub fn field_errors(&self, field: &str) -> Vec<String> {
+        self.body["errors"][field]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Knobs for [`TestApp::spawn_with`].
+#[derive(Clone)]
+pub struct TestOptions {
+    pub keys: KeySource,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self { keys: KeySource::Hs256(Secret::new(SECRET.into())), issuer: None, audience: None, max_body_bytes: 16 * 1024 }
+    }
+}
+
+/// A running server plus a client.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub backend: Backend,
+    pub prefix: &'static str,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub db: TestDb,
+}
+
+/// The settings a test server runs with.
+pub fn settings(url: &str, options: &TestOptions) -> Settings {
+    Settings {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        store: StoreConfig {
+            url: url.to_owned(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            migrate: true,
+        },
+        auth: AuthConfig {
+            keys: options.keys.clone(),
+            issuer: options.issuer.clone(),
+            audience: options.audience.clone(),
+            leeway_secs: 0,
+        },
+        policy: AccessPolicy::default(),
+        max_body_bytes: options.max_body_bytes,
+        limits: Limits { max_message_chars: 4_000 },
+        shutdown_timeout: Duration::from_secs(5),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, options: TestOptions) -> Self {
+        let db = TestDb::create(backend).await;
+        let app = Application::build(settings(db.url(), &options)).await.expect("server builds");
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            backend,
+            prefix: "/api/livechat",
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            stop: Some(stop),
+            server: Some(server),
+            db,
+        }
+    }
+
+    /// The same server seen through the other prefix.
+    pub fn with_prefix(&self, prefix: &'static str) -> PrefixedApp<'_> {
+        PrefixedApp { app: self, prefix }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}{}", self.addr, self.prefix, path)
+    }
+
+    /// Sends a request as `user` in `tenant` with an optional JSON body.
+    pub async fn call(&self, method: Method, path: &str, user: &User, tenant: i64, body: Option<Value>) -> Resp {
+        self.with_prefix(self.prefix).call(method, path, user, tenant, body).await
+    }
+
+    pub async fn get(&self, path: &str, user: &User, tenant: i64) -> Resp {
+        self.call(Method::GET, path, user, tenant, None).await
+    }
+
+    pub async fn post(&self, path: &str, user: &User, tenant: i64, body: Option<Value>) -> Resp {
+        self.call(Method::POST, path, user, tenant, body).await
+    }
+
+    /// Opens a session and returns its id, asserting success.
+    pub async fn open_session(&self, user: &User, tenant: i64) -> String {
+        let r = self.post("/sessions", user, tenant, None).await;
+        assert_eq!(r.status, 201, "open session: {}", r.body);
+        r.id()
+    }
+
+    /// Sends a message and returns the response, asserting success.
+    pub async fn send(&self, session: &str, user: &User, tenant: i64, text: &str) -> Resp {
+        let r = self.post(&format!("/sessions/{session}/messages"), user, tenant, Some(serde_json::json!({ "message": text }))).await;
+        assert_eq!(r.status, 201, "send: {}", r.body);
+        r
+    }
+
+    /// Sends a raw request built by the caller.
+    pub async fn raw(&self, req: reqwest::RequestBuilder) -> Resp {
+        read(req.send().await.expect("request sent")).await
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A view of a [`TestApp`] under another prefix.
+pub struct PrefixedApp<'a> {
+    pub app: &'a TestApp,
+    pub prefix: &'static str,
+}
+
+impl PrefixedApp<'_> {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}{}", self.app.addr, self.prefix, path)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, user: &User, tenant: i64, body: Option<Value>) -> Resp {
+        let mut req = self
+            .app
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(user.token())
+            .header("X-Tenant-ID", tenant.to_string());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await.expect("request sent")).await
+    }
+}
+
+pub async fn read(res: reqwest::Response) -> Resp {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let bytes = res.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {:?}", String::from_utf8_lossy(&bytes)));
+    Resp { status, headers, body }
+}
+
+/// Runs a test body on both backends: `conformance!(name, …)` turns each
+/// `async fn name(backend: Backend)` into `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

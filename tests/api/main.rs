@@ -1,0 +1,13 @@
+//! The conformance suite: every test runs against the real server over HTTP,
+//! once on SQLite and once on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+
+mod helpers;
+
+mod access;
+mod auth;
+mod envelope;
+mod messages;
+mod pagination;
+mod sessions;
+mod typescript;
