@@ -105,7 +105,11 @@ impl Verifier {
     pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
         let validation = |alg: Algorithm| {
             let mut v = Validation::new(alg);
-            v.set_required_spec_claims(&["exp"]);
+            // A configured iss/aud must be present, not merely correct when present.
+            let mut required = vec!["exp"];
+            required.extend(config.issuer.as_ref().map(|_| "iss"));
+            required.extend(config.audience.as_ref().map(|_| "aud"));
+            v.set_required_spec_claims(&required);
             v.validate_exp = true;
             v.validate_nbf = true;
             v.leeway = config.leeway_secs;
