@@ -47,7 +47,9 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let verifier = Verifier::new(&settings.auth)?;
         let store = store::connect(&settings.store).await?;
-        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr()?;
         let chat = Livechat::new(store.clone(), settings.limits);
         Ok(Self {
@@ -67,7 +69,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
     /// (up to the drain timeout) and closes storage.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let app = router(self.state, self.max_body_bytes);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stopped = stop_rx.clone();

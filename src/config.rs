@@ -56,7 +56,11 @@ fn duration(raw: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// `sqlite://path/to/file.db` (default) or `postgres://user@host/db`.
-    #[arg(long, env = "LIVECHAT_DATABASE_URL", default_value = "sqlite://data/livechat.db")]
+    #[arg(
+        long,
+        env = "LIVECHAT_DATABASE_URL",
+        default_value = "sqlite://data/livechat.db"
+    )]
     pub database_url: String,
     /// Largest number of pooled connections (readers, on SQLite).
     #[arg(long, env = "LIVECHAT_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -67,13 +71,19 @@ pub struct DatabaseArgs {
     /// Longest a single statement may run (PostgreSQL).
     #[arg(long, env = "LIVECHAT_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub db_statement_timeout: Duration,
+    /// While the database is unreachable, requests fail fast with 503 for
+    /// this long before one request probes it again.
+    #[arg(long, env = "LIVECHAT_DB_RETRY_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub db_retry_interval: Duration,
 }
 
 impl DatabaseArgs {
     /// Checks the URL and builds the store settings.
     pub fn store_config(&self, migrate: bool) -> anyhow::Result<StoreConfig> {
         if Backend::from_url(&self.database_url).is_none() {
-            bail!("--database-url / LIVECHAT_DATABASE_URL must start with sqlite:// or postgres://");
+            bail!(
+                "--database-url / LIVECHAT_DATABASE_URL must start with sqlite:// or postgres://"
+            );
         }
         if self.db_acquire_timeout.is_zero() || self.db_statement_timeout.is_zero() {
             bail!("database timeouts must be greater than zero");
@@ -84,6 +94,7 @@ impl DatabaseArgs {
             acquire_timeout: self.db_acquire_timeout,
             statement_timeout: self.db_statement_timeout,
             migrate,
+            retry_interval: self.db_retry_interval,
         })
     }
 }
@@ -95,7 +106,11 @@ pub struct JwtArgs {
     #[arg(long, env = "LIVECHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// PEM file with the public key for RS256 / ES256 / EdDSA tokens.
-    #[arg(long, env = "LIVECHAT_JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
+    #[arg(
+        long,
+        env = "LIVECHAT_JWT_PUBLIC_KEY_FILE",
+        conflicts_with = "jwt_secret"
+    )]
     pub jwt_public_key_file: Option<PathBuf>,
     /// Algorithm of the PEM key.
     #[arg(long, env = "LIVECHAT_JWT_ALGORITHM", requires = "jwt_public_key_file")]
@@ -117,17 +132,26 @@ pub struct JwtArgs {
 impl JwtArgs {
     /// The key source, or `None` if nothing is configured.
     pub fn auth_config(&self) -> anyhow::Result<Option<AuthConfig>> {
-        let keys = match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwt_jwks_file) {
+        let keys = match (
+            &self.jwt_secret,
+            &self.jwt_public_key_file,
+            &self.jwt_jwks_file,
+        ) {
             (Some(secret), None, None) => Some(KeySource::Hs256(checked_secret(secret)?)),
             (None, Some(path), None) => {
                 let algorithm = self
                     .jwt_algorithm
                     .context("--jwt-algorithm / LIVECHAT_JWT_ALGORITHM (RS256, ES256 or EdDSA) is required with a PEM key")?;
-                Some(KeySource::Pem { path: path.clone(), algorithm: algorithm.into() })
+                Some(KeySource::Pem {
+                    path: path.clone(),
+                    algorithm: algorithm.into(),
+                })
             }
             (None, None, Some(path)) => Some(KeySource::Jwks(path.clone())),
             (None, None, None) => None,
-            _ => bail!("configure exactly one of --jwt-secret, --jwt-public-key-file, --jwt-jwks-file"),
+            _ => bail!(
+                "configure exactly one of --jwt-secret, --jwt-public-key-file, --jwt-jwks-file"
+            ),
         };
         Ok(keys.map(|keys| AuthConfig {
             keys,
@@ -179,9 +203,15 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The role allowlist, with empty entries refused.
     pub fn policy(&self) -> anyhow::Result<AccessPolicy> {
-        let roles: Vec<String> = self.allowed_roles.iter().map(|r| r.trim().to_owned()).collect();
+        let roles: Vec<String> = self
+            .allowed_roles
+            .iter()
+            .map(|r| r.trim().to_owned())
+            .collect();
         if roles.is_empty() || roles.iter().any(String::is_empty) {
-            bail!("--allowed-roles / LIVECHAT_ALLOWED_ROLES must list role names separated by commas");
+            bail!(
+                "--allowed-roles / LIVECHAT_ALLOWED_ROLES must list role names separated by commas"
+            );
         }
         Ok(AccessPolicy::new(roles))
     }
@@ -191,9 +221,19 @@ impl ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// `human` or `json`.
-    #[arg(long, env = "LIVECHAT_LOG_FORMAT", default_value = "human", global = true)]
+    #[arg(
+        long,
+        env = "LIVECHAT_LOG_FORMAT",
+        default_value = "human",
+        global = true
+    )]
     pub log_format: LogFormat,
     /// Filter in `tracing` syntax, e.g. `info` or `livechat=debug,sqlx=warn`.
-    #[arg(long, env = "LIVECHAT_LOG", default_value = "info,sqlx=warn", global = true)]
+    #[arg(
+        long,
+        env = "LIVECHAT_LOG",
+        default_value = "info,sqlx=warn",
+        global = true
+    )]
     pub log: String,
 }

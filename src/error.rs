@@ -52,7 +52,10 @@ pub enum AppError {
 impl AppError {
     /// A 400 with one message for one field.
     pub fn field(field: &str, message: impl ToString) -> Self {
-        Self::Validation(BTreeMap::from([(field.to_owned(), vec![message.to_string()])]))
+        Self::Validation(BTreeMap::from([(
+            field.to_owned(),
+            vec![message.to_string()],
+        )]))
     }
 }
 
@@ -62,7 +65,7 @@ impl From<StoreError> for AppError {
             StoreError::SessionAlreadyActive(id) => Self::SessionAlreadyActive(id),
             StoreError::SessionNotOpen => Self::NotFound,
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
-            StoreError::Unavailable(e) => Self::Unavailable(e.into()),
+            StoreError::Unavailable(e) => Self::Unavailable(e),
             StoreError::Internal(e) => Self::Internal(e.into()),
         }
     }
@@ -75,7 +78,11 @@ pub struct Problems(FieldErrors);
 
 impl Problems {
     /// Keeps the value, or records the error under `field`.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
@@ -85,13 +92,30 @@ impl Problems {
         }
     }
 
+    /// Parses an optional raw value, recording a failure under `field`.
+    pub fn optional<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        raw.and_then(|raw| self.check(field, parse(raw)))
+    }
+
     /// Records a problem with `field`.
     pub fn add(&mut self, field: &str, message: impl ToString) {
-        self.0.entry(field.to_owned()).or_default().push(message.to_string());
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.to_string());
     }
 
     /// `Err` with every recorded problem, if any.
     pub fn finish(self) -> Result<(), AppError> {
-        if self.0.is_empty() { Ok(()) } else { Err(AppError::Validation(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self.0))
+        }
     }
 }

@@ -4,10 +4,13 @@
 use crate::domain::access::Caller;
 use crate::domain::ids::{MessageId, SessionId, UserId};
 use crate::domain::message::{
-    Appended, Idempotency, IdempotencyKey, Message, MessageFilter, MessageText, NewMessage, body_fingerprint,
+    Appended, Idempotency, IdempotencyKey, Message, MessageFilter, MessageText, NewMessage,
+    body_fingerprint,
 };
 use crate::domain::page::{Direction, Page, PageLimit, PagePlan, Paged};
-use crate::domain::session::{self, NewSession, OpenRefused, Session, SessionFilter, SessionPosition};
+use crate::domain::session::{
+    self, NewSession, OpenRefused, Session, SessionFilter, SessionPosition,
+};
 use crate::domain::time::Timestamp;
 use crate::error::AppError;
 use crate::store::Store;
@@ -79,7 +82,11 @@ impl Livechat {
     }
 
     /// Opens the tenant's session (CONTRACT section 4).
-    pub async fn open_session(&self, caller: &Caller, agent_id: Option<UserId>) -> Result<Session, AppError> {
+    pub async fn open_session(
+        &self,
+        caller: &Caller,
+        agent_id: Option<UserId>,
+    ) -> Result<Session, AppError> {
         let agent_id = session::initial_agent(caller, agent_id).map_err(|e| match e {
             OpenRefused::AgentChoiceForbidden => AppError::Forbidden,
         })?;
@@ -95,7 +102,10 @@ impl Livechat {
 
     /// One session of the caller's tenant.
     pub async fn get_session(&self, caller: &Caller, id: SessionId) -> Result<Session, AppError> {
-        self.store.get_session(caller.tenant_id, id).await?.ok_or(AppError::NotFound)
+        self.store
+            .get_session(caller.tenant_id, id)
+            .await?
+            .ok_or(AppError::NotFound)
     }
 
     /// The tenant's sessions, newest first.
@@ -107,16 +117,27 @@ impl Livechat {
     ) -> Result<Page<Session>, AppError> {
         let cursor = match page.cursor {
             Some(id) => {
-                let s = self.store.get_session(caller.tenant_id, id).await?.ok_or_else(bad_cursor)?;
+                let s = self
+                    .store
+                    .get_session(caller.tenant_id, id)
+                    .await?
+                    .ok_or_else(bad_cursor)?;
                 Some((s.position(), id.to_string()))
             }
             None => None,
         };
         let plan = PagePlan::new(page.limit, page.direction, cursor);
         let (scan, take) = plan.main_scan();
-        let items = self.store.scan_sessions(caller.tenant_id, filter, scan, take).await?;
+        let items = self
+            .store
+            .scan_sessions(caller.tenant_id, filter, scan, take)
+            .await?;
         let found = match plan.probe(&items) {
-            Some(probe) => !self.store.scan_sessions(caller.tenant_id, filter, probe, 1).await?.is_empty(),
+            Some(probe) => !self
+                .store
+                .scan_sessions(caller.tenant_id, filter, probe, 1)
+                .await?
+                .is_empty(),
             None => false,
         };
         Ok(plan.finish(items, found))
@@ -127,7 +148,10 @@ impl Livechat {
         if !caller.is_agent() {
             return Err(AppError::Forbidden);
         }
-        self.store.close_session(caller.tenant_id, id, Timestamp::now()).await?.ok_or(AppError::NotFound)
+        self.store
+            .close_session(caller.tenant_id, id, Timestamp::now())
+            .await?
+            .ok_or(AppError::NotFound)
     }
 
     /// Sends a message; returns it and whether it was a replay of an earlier send.
@@ -146,7 +170,10 @@ impl Livechat {
             session_id,
             sender_id: caller.user_id,
             text,
-            idempotency: key.map(|key| Idempotency { key, fingerprint: body_fingerprint(raw_message) }),
+            idempotency: key.map(|key| Idempotency {
+                key,
+                fingerprint: body_fingerprint(raw_message),
+            }),
             now: Timestamp::now(),
         };
         match self.store.append_message(&new).await? {
@@ -167,16 +194,27 @@ impl Livechat {
         self.get_session(caller, session_id).await?;
         let cursor = match page.cursor {
             Some(id) => {
-                let seq = self.store.message_seq(tenant, session_id, id).await?.ok_or_else(bad_cursor)?;
+                let seq = self
+                    .store
+                    .message_seq(tenant, session_id, id)
+                    .await?
+                    .ok_or_else(bad_cursor)?;
                 Some((seq, id.to_string()))
             }
             None => None,
         };
         let plan = PagePlan::new(page.limit, page.direction, cursor);
         let (scan, take) = plan.main_scan();
-        let items = self.store.scan_messages(tenant, session_id, filter, scan, take).await?;
+        let items = self
+            .store
+            .scan_messages(tenant, session_id, filter, scan, take)
+            .await?;
         let found = match plan.probe(&items) {
-            Some(probe) => !self.store.scan_messages(tenant, session_id, filter, probe, 1).await?.is_empty(),
+            Some(probe) => !self
+                .store
+                .scan_messages(tenant, session_id, filter, probe, 1)
+                .await?
+                .is_empty(),
             None => false,
         };
         Ok(plan.finish(items, found))

@@ -77,7 +77,9 @@ impl Default for AccessPolicy {
 impl AccessPolicy {
     /// A policy allowing exactly these tenant roles.
     pub fn new(roles: impl IntoIterator<Item = String>) -> Self {
-        Self { allowed: roles.into_iter().collect() }
+        Self {
+            allowed: roles.into_iter().collect(),
+        }
     }
 
     /// The allowed tenant roles.
@@ -94,7 +96,9 @@ impl AccessPolicy {
             .get(&tenant.to_string())
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let tenant_agent = tenant_roles.iter().any(|r| r == SUPPORT_AGENT && self.allowed.contains(r));
+        let tenant_agent = tenant_roles
+            .iter()
+            .any(|r| r == SUPPORT_AGENT && self.allowed.contains(r));
         let allowed_in_tenant = tenant_roles.iter().any(|r| self.allowed.contains(r));
         let role = if platform_agent || tenant_agent {
             Role::Agent
@@ -103,7 +107,11 @@ impl AccessPolicy {
         } else {
             return Err(Forbidden);
         };
-        Ok(Caller { user_id, tenant_id: tenant, role })
+        Ok(Caller {
+            user_id,
+            tenant_id: tenant,
+            role,
+        })
     }
 }
 
@@ -117,7 +125,12 @@ mod tests {
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             tenants: tenants
                 .iter()
-                .map(|(t, rs)| ((*t).to_owned(), rs.iter().map(|r| (*r).to_owned()).collect()))
+                .map(|(t, rs)| {
+                    (
+                        (*t).to_owned(),
+                        rs.iter().map(|r| (*r).to_owned()).collect(),
+                    )
+                })
                 .collect(),
         }
     }

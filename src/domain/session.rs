@@ -79,7 +79,10 @@ pub enum OpenRefused {
 /// Decides which agent a new session is assigned to, before presence is
 /// consulted: an agent names another agent or gets it itself; a tenant user
 /// names none and is routed (or queued).
-pub fn initial_agent(caller: &Caller, requested: Option<UserId>) -> Result<Option<UserId>, OpenRefused> {
+pub fn initial_agent(
+    caller: &Caller,
+    requested: Option<UserId>,
+) -> Result<Option<UserId>, OpenRefused> {
     match (caller.role, requested) {
         (Role::TenantUser, Some(_)) => Err(OpenRefused::AgentChoiceForbidden),
         (Role::TenantUser, None) => Ok(None),
@@ -109,7 +112,10 @@ pub struct SessionPosition {
 impl Session {
     /// The session's place in list order.
     pub fn position(&self) -> SessionPosition {
-        SessionPosition { created_at: self.created_at, id: self.id }
+        SessionPosition {
+            created_at: self.created_at,
+            id: self.id,
+        }
     }
 }
 
@@ -118,14 +124,24 @@ mod tests {
     use super::*;
 
     fn caller(role: Role) -> Caller {
-        Caller { user_id: UserId::new(5).unwrap(), tenant_id: TenantId::new(1).unwrap(), role }
+        Caller {
+            user_id: UserId::new(5).unwrap(),
+            tenant_id: TenantId::new(1).unwrap(),
+            role,
+        }
     }
 
     #[test]
     fn agents_get_themselves_or_the_agent_they_name() {
         let other = UserId::new(9).unwrap();
-        assert_eq!(initial_agent(&caller(Role::Agent), None), Ok(Some(UserId::new(5).unwrap())));
-        assert_eq!(initial_agent(&caller(Role::Agent), Some(other)), Ok(Some(other)));
+        assert_eq!(
+            initial_agent(&caller(Role::Agent), None),
+            Ok(Some(UserId::new(5).unwrap()))
+        );
+        assert_eq!(
+            initial_agent(&caller(Role::Agent), Some(other)),
+            Ok(Some(other))
+        );
     }
 
     #[test]

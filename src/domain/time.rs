@@ -138,16 +138,31 @@ mod tests {
 
     #[test]
     fn rejects_non_rfc3339() {
-        assert_eq!(Timestamp::parse_lower_bound("2026-11-26"), Err(BadTimestamp));
+        assert_eq!(
+            Timestamp::parse_lower_bound("2026-11-26"),
+            Err(BadTimestamp)
+        );
         assert_eq!(Timestamp::parse_upper_bound("yesterday"), Err(BadTimestamp));
     }
 
     #[test]
     fn next_after_is_strictly_increasing_even_when_the_clock_steps_back() {
         let prev = Timestamp::from_micros(1_000);
-        assert_eq!(Timestamp::next_after(Some(prev), Timestamp::from_micros(900)).micros(), 1_001);
-        assert_eq!(Timestamp::next_after(Some(prev), Timestamp::from_micros(1_000)).micros(), 1_001);
-        assert_eq!(Timestamp::next_after(Some(prev), Timestamp::from_micros(5_000)).micros(), 5_000);
-        assert_eq!(Timestamp::next_after(None, Timestamp::from_micros(7)).micros(), 7);
+        assert_eq!(
+            Timestamp::next_after(Some(prev), Timestamp::from_micros(900)).micros(),
+            1_001
+        );
+        assert_eq!(
+            Timestamp::next_after(Some(prev), Timestamp::from_micros(1_000)).micros(),
+            1_001
+        );
+        assert_eq!(
+            Timestamp::next_after(Some(prev), Timestamp::from_micros(5_000)).micros(),
+            5_000
+        );
+        assert_eq!(
+            Timestamp::next_after(None, Timestamp::from_micros(7)).micros(),
+            7
+        );
     }
 }

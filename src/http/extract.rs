@@ -16,22 +16,33 @@ use serde::de::DeserializeOwned;
 pub struct Json<T>(pub Option<T>);
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_owned());
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej: BytesRejection| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge
-            } else {
-                AppError::field("body", "could not read the request body")
-            }
-        })?;
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("").to_owned());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rej: BytesRejection| {
+                if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::PayloadTooLarge
+                } else {
+                    AppError::field("body", "could not read the request body")
+                }
+            })?;
         if bytes.is_empty() {
             return Ok(Self(None));
         }
@@ -54,7 +65,10 @@ fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> AppError {
     }
     let text = inner.to_string();
     let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
-    if let Some(field) = text.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+    if let Some(field) = text
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
         return AppError::field(field, "is required");
     }
     match err.path().to_string().as_str() {
@@ -92,7 +106,10 @@ impl FromRequestParts<AppState> for Authed {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AppError::Unauthorized)?;
@@ -110,7 +127,10 @@ impl FromRequestParts<AppState> for Authed {
             .ok_or_else(|| AppError::field("X-Tenant-ID", "must be a positive integer"))?;
         tracing::Span::current().record("tenant_id", tenant.get());
         tracing::Span::current().record("user_id", identity.user_id.get());
-        let caller = state.policy().admit(&identity, tenant).map_err(|_| AppError::Forbidden)?;
+        let caller = state
+            .policy()
+            .admit(&identity, tenant)
+            .map_err(|_| AppError::Forbidden)?;
         Ok(Self(caller))
     }
 }

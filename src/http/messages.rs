@@ -18,7 +18,10 @@ use serde::Deserialize;
 
 /// The message routes, relative to a prefix.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/sessions/{id}/messages", post(send_message).get(list_messages))
+    Router::new().route(
+        "/sessions/{id}/messages",
+        post(send_message).get(list_messages),
+    )
 }
 
 /// Sends a message to an OPEN session.
@@ -44,12 +47,26 @@ pub async fn send_message(
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().ok().and_then(|k| IdempotencyKey::parse(k).ok()))
-        .map(|k| k.ok_or_else(|| AppError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)))
+        .map(|k| {
+            k.ok_or_else(|| {
+                AppError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)
+            })
+        })
         .transpose()?;
     let body = body.ok_or_else(|| AppError::field("message", "is required"))?;
-    let (message, replayed) = state.chat().send_message(&caller, session, &body.message, key).await?;
+    let (message, replayed) = state
+        .chat()
+        .send_message(&caller, session, &body.message, key)
+        .await?;
     let res = Success::created("message sent", ChatMessage::from(message));
-    Ok(if replayed { res.header(axum::http::HeaderName::from_static("idempotent-replayed"), "true") } else { res })
+    Ok(if replayed {
+        res.header(
+            axum::http::HeaderName::from_static("idempotent-replayed"),
+            "true",
+        )
+    } else {
+        res
+    })
 }
 
 /// Query of `GET /sessions/:id/messages`.
@@ -88,24 +105,46 @@ pub async fn list_messages(
 ) -> Result<Success<Vec<ChatMessage>>, AppError> {
     let session = session_id(&id)?;
     let mut problems = Problems::default();
-    let term = q.term.map(|t| problems.check("term", SearchTerm::parse(&t))).flatten();
-    let sender_id = q.sender_id.map(|s| problems.check("sender_id", UserId::parse(&s))).flatten();
-    let start = q.start_date.map(|s| problems.check("start_date", Timestamp::parse_lower_bound(&s))).flatten();
-    let end = q.end_date.map(|s| problems.check("end_date", Timestamp::parse_upper_bound(&s))).flatten();
-    if let (Some(s), Some(e)) = (start, end) {
-        if s > e {
-            problems.add("start_date", "must not be after end_date");
-        }
+    let term = problems.optional("term", q.term.as_deref(), SearchTerm::parse);
+    let sender_id = problems.optional("sender_id", q.sender_id.as_deref(), UserId::parse);
+    let start = problems.optional(
+        "start_date",
+        q.start_date.as_deref(),
+        Timestamp::parse_lower_bound,
+    );
+    let end = problems.optional(
+        "end_date",
+        q.end_date.as_deref(),
+        Timestamp::parse_upper_bound,
+    );
+    if start.zip(end).is_some_and(|(s, e)| s > e) {
+        problems.add("start_date", "must not be after end_date");
     }
     let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
     let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
-    let cursor = q.cursor.map(|c| problems.check("cursor", MessageId::parse(&c))).flatten();
+    let cursor = problems.optional("cursor", q.cursor.as_deref(), MessageId::parse);
     problems.finish()?;
-    let (Some(limit), Some(direction)) = (limit, direction) else {
-        return Err(AppError::field("query", "invalid"));
+    // Both are Some here: finish() has returned any parse failure.
+    let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
+    let filter = MessageFilter {
+        term,
+        sender_id,
+        start,
+        end,
     };
-    let filter = MessageFilter { term, sender_id, start, end };
-    let page = state.chat().list_messages(&caller, session, &filter, PageRequest { limit, direction, cursor }).await?;
+    let page = state
+        .chat()
+        .list_messages(
+            &caller,
+            session,
+            &filter,
+            PageRequest {
+                limit,
+                direction,
+                cursor,
+            },
+        )
+        .await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(ChatMessage::from).collect();
     Ok(Success::ok("messages listed", items).paginated(pagination))

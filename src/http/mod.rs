@@ -35,7 +35,11 @@ struct Inner {
 impl AppState {
     /// Bundles the use cases with the access machinery.
     pub fn new(chat: Livechat, verifier: Verifier, policy: AccessPolicy) -> Self {
-        Self(Arc::new(Inner { chat, verifier, policy }))
+        Self(Arc::new(Inner {
+            chat,
+            verifier,
+            policy,
+        }))
     }
 
     /// The use cases.

@@ -74,20 +74,29 @@ pub async fn list_sessions(
     Query(q): Query<ListSessionsQuery>,
 ) -> Result<Success<Vec<ChatSession>>, AppError> {
     let mut problems = Problems::default();
-    let status = q
-        .status
-        .map(|s| problems.check("status", SessionStatus::parse(s.trim()).ok_or("must be OPEN or CLOSED")))
-        .flatten();
-    let agent_id = q.agent_id.map(|a| problems.check("agent_id", UserId::parse(&a))).flatten();
+    let status = problems.optional("status", q.status.as_deref(), |s| {
+        SessionStatus::parse(s.trim()).ok_or("must be OPEN or CLOSED")
+    });
+    let agent_id = problems.optional("agent_id", q.agent_id.as_deref(), UserId::parse);
     let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
     let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
-    let cursor = q.cursor.map(|c| problems.check("cursor", SessionId::parse(&c))).flatten();
+    let cursor = problems.optional("cursor", q.cursor.as_deref(), SessionId::parse);
     problems.finish()?;
-    let (Some(limit), Some(direction)) = (limit, direction) else {
-        return Err(AppError::field("query", "invalid"));
-    };
+    // Both are Some here: finish() has returned any parse failure.
+    let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
     let filter = SessionFilter { status, agent_id };
-    let page = state.chat().list_sessions(&caller, &filter, PageRequest { limit, direction, cursor }).await?;
+    let page = state
+        .chat()
+        .list_sessions(
+            &caller,
+            &filter,
+            PageRequest {
+                limit,
+                direction,
+                cursor,
+            },
+        )
+        .await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(ChatSession::from).collect();
     Ok(Success::ok("sessions listed", items).paginated(pagination))
@@ -121,6 +130,9 @@ pub async fn close_session(
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<Success<ChatSession>, AppError> {
-    let session = state.chat().close_session(&caller, session_id(&id)?).await?;
+    let session = state
+        .chat()
+        .close_session(&caller, session_id(&id)?)
+        .await?;
     Ok(Success::ok("session closed", session.into()))
 }

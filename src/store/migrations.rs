@@ -11,10 +11,18 @@ use std::pin::Pin;
 pub struct Embedded(&'static [(i64, &'static str, &'static str)]);
 
 /// The SQLite schema history.
-pub const SQLITE: Embedded = Embedded(&[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))]);
+pub const SQLITE: Embedded = Embedded(&[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)]);
 
 /// The PostgreSQL schema history.
-pub const POSTGRES: Embedded = Embedded(&[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))]);
+pub const POSTGRES: Embedded = Embedded(&[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)]);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>> {
@@ -22,7 +30,13 @@ impl MigrationSource<'static> for Embedded {
             .0
             .iter()
             .map(|(version, name, sql)| {
-                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, Cow::Borrowed(*sql), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
             })
             .collect();
         Box::pin(async move { Ok(migrations) })

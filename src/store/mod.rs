@@ -6,6 +6,7 @@
 //! database must hold under concurrency (one open session per tenant,
 //! commit-ordered message sequence, unique idempotency keys).
 
+mod breaker;
 mod migrations;
 mod postgres;
 mod sql;
@@ -33,7 +34,11 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, new: &NewSession) -> Result<Session, StoreError>;
 
     /// The session with this id in this tenant.
-    async fn get_session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError>;
+    async fn get_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+    ) -> Result<Option<Session>, StoreError>;
 
     /// Up to `limit` sessions of the tenant matching `filter`, strictly past
     /// the scan position, nearest first (newest first for [`Scan::Older`]).
@@ -47,7 +52,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks an OPEN session CLOSED at `at`; a CLOSED one is returned as it is.
     /// `None` if the tenant has no such session.
-    async fn close_session(&self, tenant: TenantId, id: SessionId, at: Timestamp) -> Result<Option<Session>, StoreError>;
+    async fn close_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+        at: Timestamp,
+    ) -> Result<Option<Session>, StoreError>;
 
     /// Appends a message to an OPEN session in one transaction: takes the next
     /// sequence number under the session's row lock, so sequence order is
@@ -58,7 +68,12 @@ pub trait Store: Send + Sync + 'static {
     async fn append_message(&self, new: &NewMessage) -> Result<Appended, StoreError>;
 
     /// The sequence number of a message of this session, to resolve a cursor.
-    async fn message_seq(&self, tenant: TenantId, session: SessionId, id: MessageId) -> Result<Option<i64>, StoreError>;
+    async fn message_seq(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<i64>, StoreError>;
 
     /// Up to `limit` messages of the session matching `filter`, strictly past
     /// the scan's sequence number, nearest first.
@@ -89,7 +104,7 @@ pub enum StoreError {
     IdempotencyKeyReused,
     /// The database cannot be reached or is too busy: retryable, nothing written.
     #[error("storage unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] anyhow::Error),
     /// Anything else: a bug or corrupted data.
     #[error("storage failure: {0}")]
     Internal(#[source] sqlx::Error),
@@ -108,6 +123,9 @@ pub struct StoreConfig {
     pub statement_timeout: Duration,
     /// Apply pending migrations when connecting.
     pub migrate: bool,
+    /// After the database is found unreachable, how long requests fail fast
+    /// with 503 before one request probes it again.
+    pub retry_interval: Duration,
 }
 
 /// Which backend a URL selects.
@@ -133,16 +151,23 @@ impl Backend {
 
 /// Connects to the configured backend (running migrations if asked).
 pub async fn connect(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
-    match Backend::from_url(&config.url) {
-        Some(Backend::Sqlite) => Ok(Arc::new(sqlite::connect(config).await?)),
-        Some(Backend::Postgres) => Ok(Arc::new(postgres::connect(config).await?)),
+    let inner: Arc<dyn Store> = match Backend::from_url(&config.url) {
+        Some(Backend::Sqlite) => Arc::new(sqlite::connect(config).await?),
+        Some(Backend::Postgres) => Arc::new(postgres::connect(config).await?),
         None => anyhow::bail!("database URL must start with sqlite:// or postgres://"),
-    }
+    };
+    Ok(Arc::new(breaker::Breaker::new(
+        inner,
+        config.retry_interval,
+    )))
 }
 
 /// Applies pending migrations, then disconnects.
 pub async fn migrate(config: &StoreConfig) -> anyhow::Result<()> {
-    let config = StoreConfig { migrate: true, ..config.clone() };
+    let config = StoreConfig {
+        migrate: true,
+        ..config.clone()
+    };
     let store = connect(&config).await?;
     store.shutdown().await;
     Ok(())

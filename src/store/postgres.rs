@@ -5,9 +5,9 @@ use super::migrations;
 use super::sql::{Dialect, QueryBuilder, SqlStore};
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
+use sqlx::Postgres;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::Postgres;
 use std::str::FromStr;
 
 impl Dialect for Postgres {
@@ -28,14 +28,20 @@ impl Dialect for Postgres {
             pattern.push(c);
         }
         pattern.push('%');
-        qb.push(" AND message_folded LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
+        qb.push(" AND message_folded LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\'");
     }
 
     fn is_transient(err: &dyn DatabaseError) -> bool {
         // Class 08 (connection), 53 (resources), 57 (operator intervention,
         // including statement timeout and shutdown), 40001/40P01 (retry).
         err.code().is_some_and(|c| {
-            c.starts_with("08") || c.starts_with("53") || c.starts_with("57") || c == "40001" || c == "40P01"
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57")
+                || c == "40001"
+                || c == "40P01"
         })
     }
 }
@@ -58,7 +64,13 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>>
         .context("cannot connect to PostgreSQL")?;
     if config.migrate {
         let migrator = migrations::migrator(migrations::POSTGRES).await?;
-        migrator.run(&pool).await.context("applying PostgreSQL migrations")?;
+        migrator
+            .run(&pool)
+            .await
+            .context("applying PostgreSQL migrations")?;
     }
-    Ok(SqlStore { reader: pool.clone(), writer: pool })
+    Ok(SqlStore {
+        reader: pool.clone(),
+        writer: pool,
+    })
 }

@@ -79,7 +79,11 @@ pub struct QueryBuilder<DB> {
 impl<DB: Dialect> QueryBuilder<DB> {
     /// Starts a statement.
     pub fn new(text: &str) -> Self {
-        Self { text: text.to_owned(), values: Vec::new(), db: PhantomData }
+        Self {
+            text: text.to_owned(),
+            values: Vec::new(),
+            db: PhantomData,
+        }
     }
 
     /// Appends SQL text.
@@ -139,16 +143,20 @@ pub struct SqlStore<DB: Database> {
     pub(super) writer: Pool<DB>,
 }
 
-const SESSION_COLUMNS: &str = "id, tenant_id, agent_id, status, opened_by, created_at, updated_at, closed_at";
+const SESSION_COLUMNS: &str =
+    "id, tenant_id, agent_id, status, opened_by, created_at, updated_at, closed_at";
 const MESSAGE_COLUMNS: &str = "id, tenant_id, session_id, seq, sender_id, message, created_at";
 
 /// Maps a sqlx error to its meaning.
 pub(super) fn classify<DB: Dialect>(err: sqlx::Error) -> StoreError {
     match &err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable(err)
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.into()),
+        sqlx::Error::Database(db) if DB::is_transient(db.as_ref()) => {
+            StoreError::Unavailable(err.into())
         }
-        sqlx::Error::Database(db) if DB::is_transient(db.as_ref()) => StoreError::Unavailable(err),
         _ => StoreError::Internal(err),
     }
 }
@@ -170,7 +178,10 @@ where
     Ok(Session {
         id: SessionId::from_uuid(row.try_get("id")?),
         tenant_id: TenantId::new(row.try_get("tenant_id")?).map_err(|_| corrupt("tenant_id"))?,
-        agent_id: agent.map(UserId::new).transpose().map_err(|_| corrupt("agent_id"))?,
+        agent_id: agent
+            .map(UserId::new)
+            .transpose()
+            .map_err(|_| corrupt("agent_id"))?,
         status: SessionStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
         opened_by: UserId::new(row.try_get("opened_by")?).map_err(|_| corrupt("opened_by"))?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
@@ -210,7 +221,10 @@ where
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(classify::<DB>)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(classify::<DB>)?;
         Ok(())
     }
 
@@ -237,26 +251,43 @@ where
                 let mut qb = QueryBuilder::<DB>::new("SELECT id FROM sessions WHERE tenant_id = ");
                 qb.push_bind(new.tenant_id.get()).push(" AND status = ");
                 qb.push_bind(SessionStatus::Open.as_str());
-                let row = qb.build().fetch_optional(&self.writer).await.map_err(classify::<DB>)?;
+                let row = qb
+                    .build()
+                    .fetch_optional(&self.writer)
+                    .await
+                    .map_err(classify::<DB>)?;
                 match row {
                     Some(row) => {
                         let id: Uuid = row.try_get("id").map_err(StoreError::Internal)?;
                         Err(StoreError::SessionAlreadyActive(SessionId::from_uuid(id)))
                     }
                     // Closed between our insert and this read: the client may simply retry.
-                    None => Err(StoreError::Unavailable(sqlx::Error::Database(db))),
+                    None => Err(StoreError::Unavailable(sqlx::Error::Database(db).into())),
                 }
             }
             Err(err) => Err(classify::<DB>(err)),
         }
     }
 
-    async fn get_session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+    ) -> Result<Option<Session>, StoreError> {
         let mut qb = QueryBuilder::<DB>::new("SELECT ");
-        qb.push(SESSION_COLUMNS).push(" FROM sessions WHERE tenant_id = ");
-        qb.push_bind(tenant.get()).push(" AND id = ").push_bind(id.uuid());
-        let row = qb.build().fetch_optional(&self.reader).await.map_err(classify::<DB>)?;
-        row.map(|r| session_from_row(&r)).transpose().map_err(StoreError::Internal)
+        qb.push(SESSION_COLUMNS)
+            .push(" FROM sessions WHERE tenant_id = ");
+        qb.push_bind(tenant.get())
+            .push(" AND id = ")
+            .push_bind(id.uuid());
+        let row = qb
+            .build()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify::<DB>)?;
+        row.map(|r| session_from_row(&r))
+            .transpose()
+            .map_err(StoreError::Internal)
     }
 
     async fn scan_sessions(
@@ -267,7 +298,8 @@ where
         limit: u32,
     ) -> Result<Vec<Session>, StoreError> {
         let mut qb = QueryBuilder::<DB>::new("SELECT ");
-        qb.push(SESSION_COLUMNS).push(" FROM sessions WHERE tenant_id = ");
+        qb.push(SESSION_COLUMNS)
+            .push(" FROM sessions WHERE tenant_id = ");
         qb.push_bind(tenant.get());
         if let Some(status) = filter.status {
             qb.push(" AND status = ").push_bind(status.as_str());
@@ -280,28 +312,56 @@ where
             Scan::Newer(at) => (at, " > ", " ASC"),
         };
         if let Some(at) = at {
-            qb.push(" AND (created_at").push(cmp).push_bind(at.created_at.micros());
-            qb.push(" OR (created_at = ").push_bind(at.created_at.micros());
-            qb.push(" AND id").push(cmp).push_bind(at.id.uuid()).push("))");
+            qb.push(" AND (created_at")
+                .push(cmp)
+                .push_bind(at.created_at.micros());
+            qb.push(" OR (created_at = ")
+                .push_bind(at.created_at.micros());
+            qb.push(" AND id")
+                .push(cmp)
+                .push_bind(at.id.uuid())
+                .push("))");
         }
-        qb.push(" ORDER BY created_at").push(order).push(", id").push(order);
+        qb.push(" ORDER BY created_at")
+            .push(order)
+            .push(", id")
+            .push(order);
         qb.push(" LIMIT ").push_bind(i64::from(limit));
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(classify::<DB>)?;
-        rows.iter().map(session_from_row).collect::<Result<_, _>>().map_err(StoreError::Internal)
+        let rows = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify::<DB>)?;
+        rows.iter()
+            .map(session_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::Internal)
     }
 
-    async fn close_session(&self, tenant: TenantId, id: SessionId, at: Timestamp) -> Result<Option<Session>, StoreError> {
+    async fn close_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+        at: Timestamp,
+    ) -> Result<Option<Session>, StoreError> {
         let mut qb = QueryBuilder::<DB>::new("UPDATE sessions SET status = ");
         qb.push_bind(SessionStatus::Closed.as_str());
         qb.push(", updated_at = ").push_bind(at.micros());
         qb.push(", closed_at = ").push_bind(at.micros());
         qb.push(" WHERE tenant_id = ").push_bind(tenant.get());
         qb.push(" AND id = ").push_bind(id.uuid());
-        qb.push(" AND status = ").push_bind(SessionStatus::Open.as_str());
+        qb.push(" AND status = ")
+            .push_bind(SessionStatus::Open.as_str());
         qb.push(" RETURNING ").push(SESSION_COLUMNS);
-        let row = qb.build().fetch_optional(&self.writer).await.map_err(classify::<DB>)?;
+        let row = qb
+            .build()
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(classify::<DB>)?;
         match row {
-            Some(row) => session_from_row(&row).map(Some).map_err(StoreError::Internal),
+            Some(row) => session_from_row(&row)
+                .map(Some)
+                .map_err(StoreError::Internal),
             // Already closed (idempotent) or absent.
             None => self.get_session(tenant, id).await,
         }
@@ -312,38 +372,66 @@ where
 
         // Taking the next sequence number locks the session row until commit,
         // which makes sequence order equal to commit order.
-        let mut qb = QueryBuilder::<DB>::new("UPDATE sessions SET last_seq = last_seq + 1 WHERE tenant_id = ");
-        qb.push_bind(new.tenant_id.get()).push(" AND id = ").push_bind(new.session_id.uuid());
-        qb.push(" AND status = ").push_bind(SessionStatus::Open.as_str());
+        let mut qb = QueryBuilder::<DB>::new(
+            "UPDATE sessions SET last_seq = last_seq + 1 WHERE tenant_id = ",
+        );
+        qb.push_bind(new.tenant_id.get())
+            .push(" AND id = ")
+            .push_bind(new.session_id.uuid());
+        qb.push(" AND status = ")
+            .push_bind(SessionStatus::Open.as_str());
         qb.push(" RETURNING last_seq, last_message_at");
-        let Some(row) = qb.build().fetch_optional(&mut *tx).await.map_err(classify::<DB>)? else {
+        let Some(row) = qb
+            .build()
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?
+        else {
             return Err(StoreError::SessionNotOpen);
         };
         let seq: i64 = row.try_get("last_seq").map_err(StoreError::Internal)?;
-        let previous: Option<i64> = row.try_get("last_message_at").map_err(StoreError::Internal)?;
+        let previous: Option<i64> = row
+            .try_get("last_message_at")
+            .map_err(StoreError::Internal)?;
 
         if let Some(idem) = &new.idempotency {
             let mut qb = QueryBuilder::<DB>::new("SELECT k.fingerprint, ");
             qb.push("m.id, m.tenant_id, m.session_id, m.seq, m.sender_id, m.message, m.created_at");
             qb.push(" FROM idempotency_keys k JOIN messages m ON m.tenant_id = k.tenant_id");
-            qb.push(" AND m.session_id = k.session_id AND m.seq = k.message_seq WHERE k.tenant_id = ");
-            qb.push_bind(new.tenant_id.get()).push(" AND k.session_id = ").push_bind(new.session_id.uuid());
-            qb.push(" AND k.sender_id = ").push_bind(new.sender_id.get());
+            qb.push(
+                " AND m.session_id = k.session_id AND m.seq = k.message_seq WHERE k.tenant_id = ",
+            );
+            qb.push_bind(new.tenant_id.get())
+                .push(" AND k.session_id = ")
+                .push_bind(new.session_id.uuid());
+            qb.push(" AND k.sender_id = ")
+                .push_bind(new.sender_id.get());
             qb.push(" AND k.idem_key = ").push_bind(idem.key.as_str());
-            if let Some(row) = qb.build().fetch_optional(&mut *tx).await.map_err(classify::<DB>)? {
+            if let Some(row) = qb
+                .build()
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify::<DB>)?
+            {
                 // Dropping the transaction rolls back the sequence bump.
-                let fingerprint: String = row.try_get("fingerprint").map_err(StoreError::Internal)?;
+                let fingerprint: String =
+                    row.try_get("fingerprint").map_err(StoreError::Internal)?;
                 if fingerprint != idem.fingerprint {
                     return Err(StoreError::IdempotencyKeyReused);
                 }
-                return message_from_row(&row).map(Appended::Replayed).map_err(StoreError::Internal);
+                return message_from_row(&row)
+                    .map(Appended::Replayed)
+                    .map_err(StoreError::Internal);
             }
         }
 
         let created_at = Timestamp::next_after(previous.map(Timestamp::from_micros), new.now);
         let mut qb = QueryBuilder::<DB>::new("UPDATE sessions SET last_message_at = ");
-        qb.push_bind(created_at.micros()).push(", updated_at = ").push_bind(created_at.micros());
-        qb.push(" WHERE tenant_id = ").push_bind(new.tenant_id.get());
+        qb.push_bind(created_at.micros())
+            .push(", updated_at = ")
+            .push_bind(created_at.micros());
+        qb.push(" WHERE tenant_id = ")
+            .push_bind(new.tenant_id.get());
         qb.push(" AND id = ").push_bind(new.session_id.uuid());
         qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
 
@@ -389,12 +477,25 @@ where
         }))
     }
 
-    async fn message_seq(&self, tenant: TenantId, session: SessionId, id: MessageId) -> Result<Option<i64>, StoreError> {
+    async fn message_seq(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<i64>, StoreError> {
         let mut qb = QueryBuilder::<DB>::new("SELECT seq FROM messages WHERE tenant_id = ");
-        qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
+        qb.push_bind(tenant.get())
+            .push(" AND session_id = ")
+            .push_bind(session.uuid());
         qb.push(" AND id = ").push_bind(id.uuid());
-        let row = qb.build().fetch_optional(&self.reader).await.map_err(classify::<DB>)?;
-        row.map(|r| r.try_get("seq")).transpose().map_err(StoreError::Internal)
+        let row = qb
+            .build()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify::<DB>)?;
+        row.map(|r| r.try_get("seq"))
+            .transpose()
+            .map_err(StoreError::Internal)
     }
 
     async fn scan_messages(
@@ -406,8 +507,11 @@ where
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
         let mut qb = QueryBuilder::<DB>::new("SELECT ");
-        qb.push(MESSAGE_COLUMNS).push(" FROM messages WHERE tenant_id = ");
-        qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
+        qb.push(MESSAGE_COLUMNS)
+            .push(" FROM messages WHERE tenant_id = ");
+        qb.push_bind(tenant.get())
+            .push(" AND session_id = ")
+            .push_bind(session.uuid());
         if let Some(sender) = filter.sender_id {
             qb.push(" AND sender_id = ").push_bind(sender.get());
         }
@@ -427,9 +531,19 @@ where
         if let Some(at) = at {
             qb.push(" AND seq").push(cmp).push_bind(at);
         }
-        qb.push(" ORDER BY seq").push(order).push(" LIMIT ").push_bind(i64::from(limit));
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(classify::<DB>)?;
-        rows.iter().map(message_from_row).collect::<Result<_, _>>().map_err(StoreError::Internal)
+        qb.push(" ORDER BY seq")
+            .push(order)
+            .push(" LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify::<DB>)?;
+        rows.iter()
+            .map(message_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::Internal)
     }
 
     async fn shutdown(&self) {

@@ -52,8 +52,14 @@ impl TestDb {
                 sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
                     .await
                     .expect("create test database");
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).expect("admin URL has a database");
-                Self::Postgres { url: format!("{base}/{name}"), name }
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_owned())
+                    .expect("admin URL has a database");
+                Self::Postgres {
+                    url: format!("{base}/{name}"),
+                    name,
+                }
             }
         }
     }
@@ -83,7 +89,10 @@ impl Drop for TestDb {
             let name = name.clone();
             // Drop runs inside the test's runtime; use a thread with its own.
             let done = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     let mut conn = connect_pg(&pg_admin_url()).await;
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
@@ -104,7 +113,8 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("livechat-test-{}", uuid::Uuid::now_v7().simple()));
+        let path =
+            std::env::temp_dir().join(format!("livechat-test-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&path).expect("temp dir");
         Self { path }
     }
@@ -127,7 +137,11 @@ pub struct User {
 impl User {
     /// A platform support agent (every tenant).
     pub fn agent(id: i64) -> Self {
-        Self { id, roles: vec!["support_agent".into()], tenants: HashMap::new() }
+        Self {
+            id,
+            roles: vec!["support_agent".into()],
+            tenants: HashMap::new(),
+        }
     }
 
     /// A support agent of one tenant only.
@@ -146,7 +160,11 @@ impl User {
     }
 
     pub fn with_tenant_role(id: i64, tenant: i64, role: &str) -> Self {
-        Self { id, roles: Vec::new(), tenants: HashMap::from([(tenant.to_string(), vec![role.to_owned()])]) }
+        Self {
+            id,
+            roles: Vec::new(),
+            tenants: HashMap::from([(tenant.to_string(), vec![role.to_owned()])]),
+        }
     }
 
     /// A valid HS256 token for this user.
@@ -191,7 +209,10 @@ impl Resp {
 
     /// `data.id` as a string.
     pub fn id(&self) -> String {
-        self.body["data"]["id"].as_str().unwrap_or_else(|| panic!("no data.id in {}", self.body)).to_owned()
+        self.body["data"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no data.id in {}", self.body))
+            .to_owned()
     }
 
     /// Asserts the status and the error code, and that it is a proper error envelope.
@@ -209,7 +230,11 @@ impl Resp {
     pub fn field_errors(&self, field: &str) -> Vec<String> {
         self.body["errors"][field]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -225,14 +250,18 @@ pub struct TestOptions {
 
 impl Default for TestOptions {
     fn default() -> Self {
-        Self { keys: KeySource::Hs256(Secret::new(SECRET.into())), issuer: None, audience: None, max_body_bytes: 16 * 1024 }
+        Self {
+            keys: KeySource::Hs256(Secret::new(SECRET.into())),
+            issuer: None,
+            audience: None,
+            max_body_bytes: 16 * 1024,
+        }
     }
 }
 
 /// A running server plus a client.
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub backend: Backend,
     pub prefix: &'static str,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -250,6 +279,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
             migrate: true,
+            retry_interval: Duration::from_millis(200),
         },
         auth: AuthConfig {
             keys: options.keys.clone(),
@@ -259,7 +289,9 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         },
         policy: AccessPolicy::default(),
         max_body_bytes: options.max_body_bytes,
-        limits: Limits { max_message_chars: 4_000 },
+        limits: Limits {
+            max_message_chars: 4_000,
+        },
         shutdown_timeout: Duration::from_secs(5),
     }
 }
@@ -271,7 +303,9 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Self {
         let db = TestDb::create(backend).await;
-        let app = Application::build(settings(db.url(), &options)).await.expect("server builds");
+        let app = Application::build(settings(db.url(), &options))
+            .await
+            .expect("server builds");
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
@@ -279,9 +313,12 @@ impl TestApp {
         }));
         Self {
             addr,
-            backend,
+
             prefix: "/api/livechat",
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
             stop: Some(stop),
             server: Some(server),
             db,
@@ -298,8 +335,17 @@ impl TestApp {
     }
 
     /// Sends a request as `user` in `tenant` with an optional JSON body.
-    pub async fn call(&self, method: Method, path: &str, user: &User, tenant: i64, body: Option<Value>) -> Resp {
-        self.with_prefix(self.prefix).call(method, path, user, tenant, body).await
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        user: &User,
+        tenant: i64,
+        body: Option<Value>,
+    ) -> Resp {
+        self.with_prefix(self.prefix)
+            .call(method, path, user, tenant, body)
+            .await
     }
 
     pub async fn get(&self, path: &str, user: &User, tenant: i64) -> Resp {
@@ -319,7 +365,14 @@ impl TestApp {
 
     /// Sends a message and returns the response, asserting success.
     pub async fn send(&self, session: &str, user: &User, tenant: i64, text: &str) -> Resp {
-        let r = self.post(&format!("/sessions/{session}/messages"), user, tenant, Some(serde_json::json!({ "message": text }))).await;
+        let r = self
+            .post(
+                &format!("/sessions/{session}/messages"),
+                user,
+                tenant,
+                Some(serde_json::json!({ "message": text })),
+            )
+            .await;
         assert_eq!(r.status, 201, "send: {}", r.body);
         r
     }
@@ -366,7 +419,14 @@ impl PrefixedApp<'_> {
         format!("http://{}{}{}", self.app.addr, self.prefix, path)
     }
 
-    pub async fn call(&self, method: Method, path: &str, user: &User, tenant: i64, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        user: &User,
+        tenant: i64,
+        body: Option<Value>,
+    ) -> Resp {
         let mut req = self
             .app
             .client
@@ -384,9 +444,17 @@ pub async fn read(res: reqwest::Response) -> Resp {
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let bytes = res.bytes().await.expect("body");
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {:?}", String::from_utf8_lossy(&bytes)));
-    Resp { status, headers, body }
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!(
+            "status {status}: body is not JSON: {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Runs a test body on both backends: `conformance!(name, …)` turns each

@@ -1,6 +1,10 @@
 //! The conformance suite: every test runs against the real server over HTTP,
 //! once on SQLite and once on PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
 
 mod helpers;
 

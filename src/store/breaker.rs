@@ -1,0 +1,270 @@
+//! Fail fast while the database is down.
+//!
+//! Without this, every request during an outage would wait the whole pool
+//! acquire timeout before its 503. After one request finds the database
+//! unreachable, the others fail at once for `retry_interval`; then a single
+//! request probes it (the rest keep failing fast) and, if it answers, traffic
+//! resumes. The node never needs a restart.
+
+use super::{Store, StoreError};
+use crate::domain::ids::{MessageId, SessionId, TenantId};
+use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};
+use crate::domain::page::Scan;
+use crate::domain::session::{NewSession, Session, SessionFilter, SessionPosition};
+use crate::domain::time::Timestamp;
+use async_trait::async_trait;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Requests pass.
+    Closed,
+    /// Requests fail fast until the instant.
+    Open(Instant),
+    /// One request is checking whether the database is back.
+    Probing,
+}
+
+/// A [`Store`] that stops sending requests to an unreachable database.
+pub struct Breaker {
+    inner: Arc<dyn Store>,
+    state: Mutex<State>,
+    retry_interval: Duration,
+}
+
+/// Puts the breaker back to "probe again now" if a probe is abandoned
+/// (for example the client went away mid-request).
+struct ProbeGuard<'a> {
+    breaker: &'a Breaker,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker.set(State::Open(Instant::now()));
+        }
+    }
+}
+
+impl Breaker {
+    /// Wraps a store.
+    pub fn new(inner: Arc<dyn Store>, retry_interval: Duration) -> Self {
+        Self {
+            inner,
+            state: Mutex::new(State::Closed),
+            retry_interval,
+        }
+    }
+
+    fn set(&self, state: State) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
+    }
+
+    /// Decides whether this call may reach the database; `Ok(true)` if it is the probe.
+    fn admit(&self) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match *state {
+            State::Closed => Ok(false),
+            State::Open(until) if Instant::now() >= until => {
+                *state = State::Probing;
+                Ok(true)
+            }
+            State::Open(_) | State::Probing => Err(StoreError::Unavailable(anyhow::anyhow!(
+                "database unreachable; failing fast until it is back"
+            ))),
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let probe = self.admit()?;
+        let mut guard = ProbeGuard {
+            breaker: self,
+            armed: probe,
+        };
+        let result = fut.await;
+        guard.armed = false;
+        match &result {
+            Err(StoreError::Unavailable(err)) => {
+                if !probe {
+                    tracing::warn!(error = %err, retry_in = ?self.retry_interval, "storage unavailable; failing fast");
+                }
+                self.set(State::Open(Instant::now() + self.retry_interval));
+            }
+            _ if probe => {
+                tracing::info!("storage reachable again");
+                self.set(State::Closed);
+            }
+            _ => {}
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Store for Breaker {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(self.inner.ping()).await
+    }
+
+    async fn create_session(&self, new: &NewSession) -> Result<Session, StoreError> {
+        self.call(self.inner.create_session(new)).await
+    }
+
+    async fn get_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+    ) -> Result<Option<Session>, StoreError> {
+        self.call(self.inner.get_session(tenant, id)).await
+    }
+
+    async fn scan_sessions(
+        &self,
+        tenant: TenantId,
+        filter: &SessionFilter,
+        scan: Scan<SessionPosition>,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.call(self.inner.scan_sessions(tenant, filter, scan, limit))
+            .await
+    }
+
+    async fn close_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+        at: Timestamp,
+    ) -> Result<Option<Session>, StoreError> {
+        self.call(self.inner.close_session(tenant, id, at)).await
+    }
+
+    async fn append_message(&self, new: &NewMessage) -> Result<Appended, StoreError> {
+        self.call(self.inner.append_message(new)).await
+    }
+
+    async fn message_seq(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<i64>, StoreError> {
+        self.call(self.inner.message_seq(tenant, session, id)).await
+    }
+
+    async fn scan_messages(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        filter: &MessageFilter,
+        scan: Scan<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.call(
+            self.inner
+                .scan_messages(tenant, session, filter, scan, limit),
+        )
+        .await
+    }
+
+    async fn shutdown(&self) {
+        self.inner.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store whose ping result is scripted.
+    struct Flaky(Mutex<Vec<bool>>, Mutex<usize>);
+
+    #[async_trait]
+    impl Store for Flaky {
+        async fn ping(&self) -> Result<(), StoreError> {
+            *self.1.lock().unwrap() += 1;
+            let up = self.0.lock().unwrap().pop().unwrap_or(true);
+            if up {
+                Ok(())
+            } else {
+                Err(StoreError::Unavailable(anyhow::anyhow!("down")))
+            }
+        }
+        async fn create_session(&self, _: &NewSession) -> Result<Session, StoreError> {
+            unimplemented!()
+        }
+        async fn get_session(
+            &self,
+            _: TenantId,
+            _: SessionId,
+        ) -> Result<Option<Session>, StoreError> {
+            unimplemented!()
+        }
+        async fn scan_sessions(
+            &self,
+            _: TenantId,
+            _: &SessionFilter,
+            _: Scan<SessionPosition>,
+            _: u32,
+        ) -> Result<Vec<Session>, StoreError> {
+            unimplemented!()
+        }
+        async fn close_session(
+            &self,
+            _: TenantId,
+            _: SessionId,
+            _: Timestamp,
+        ) -> Result<Option<Session>, StoreError> {
+            unimplemented!()
+        }
+        async fn append_message(&self, _: &NewMessage) -> Result<Appended, StoreError> {
+            unimplemented!()
+        }
+        async fn message_seq(
+            &self,
+            _: TenantId,
+            _: SessionId,
+            _: MessageId,
+        ) -> Result<Option<i64>, StoreError> {
+            unimplemented!()
+        }
+        async fn scan_messages(
+            &self,
+            _: TenantId,
+            _: SessionId,
+            _: &MessageFilter,
+            _: Scan<i64>,
+            _: u32,
+        ) -> Result<Vec<Message>, StoreError> {
+            unimplemented!()
+        }
+        async fn shutdown(&self) {}
+    }
+
+    #[tokio::test]
+    async fn fails_fast_after_an_outage_then_recovers_with_one_probe() {
+        // Results are popped from the end: down, then down again, then up.
+        let flaky = Arc::new(Flaky(Mutex::new(vec![true, false, false]), Mutex::new(0)));
+        let breaker = Breaker::new(flaky.clone(), Duration::from_millis(50));
+        assert!(breaker.ping().await.is_err());
+        // Within the interval nothing reaches the database.
+        assert!(breaker.ping().await.is_err());
+        assert!(breaker.ping().await.is_err());
+        assert_eq!(*flaky.1.lock().unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            breaker.ping().await.is_err(),
+            "the probe finds it still down"
+        );
+        assert_eq!(*flaky.1.lock().unwrap(), 2);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(breaker.ping().await.is_ok(), "the probe finds it back");
+        assert!(breaker.ping().await.is_ok());
+        assert_eq!(*flaky.1.lock().unwrap(), 4);
+    }
+}
