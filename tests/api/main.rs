@@ -7,9 +7,11 @@
 )]
 
 mod helpers;
+mod node;
 
 mod access;
 mod auth;
+mod cluster;
 mod envelope;
 mod messages;
 mod pagination;
