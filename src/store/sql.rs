@@ -6,7 +6,9 @@
 
 use super::{Store, StoreError};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
-use crate::domain::message::{Appended, Message, MessageFilter, NewMessage, SearchTerm};
+use crate::domain::message::{
+    Appended, Idempotency, Message, MessageFilter, NewMessage, SearchTerm,
+};
 use crate::domain::page::Scan;
 use crate::domain::session::{NewSession, Session, SessionFilter, SessionPosition, SessionStatus};
 use crate::domain::time::Timestamp;
@@ -208,6 +210,38 @@ where
     })
 }
 
+/// Finds the message an idempotency key was first used for, with the body fingerprint.
+fn idempotency_lookup<DB: Dialect>(new: &NewMessage, idem: &Idempotency) -> QueryBuilder<DB> {
+    let mut qb = QueryBuilder::<DB>::new("SELECT k.fingerprint, ");
+    qb.push("m.id, m.tenant_id, m.session_id, m.seq, m.sender_id, m.message, m.created_at");
+    qb.push(" FROM idempotency_keys k JOIN messages m ON m.tenant_id = k.tenant_id");
+    qb.push(" AND m.session_id = k.session_id AND m.seq = k.message_seq WHERE k.tenant_id = ");
+    qb.push_bind(new.tenant_id.get())
+        .push(" AND k.session_id = ")
+        .push_bind(new.session_id.uuid());
+    qb.push(" AND k.sender_id = ")
+        .push_bind(new.sender_id.get());
+    qb.push(" AND k.idem_key = ").push_bind(idem.key.as_str());
+    qb
+}
+
+/// The original message for a repeated key, or the reuse error if the body differs.
+fn replay<R: Row>(row: &R, idem: &Idempotency) -> Result<Appended, StoreError>
+where
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    let fingerprint: String = row.try_get("fingerprint").map_err(StoreError::Internal)?;
+    if fingerprint != idem.fingerprint {
+        return Err(StoreError::IdempotencyKeyReused);
+    }
+    message_from_row(row)
+        .map(Appended::Replayed)
+        .map_err(StoreError::Internal)
+}
+
 #[async_trait]
 impl<DB> Store for SqlStore<DB>
 where
@@ -368,6 +402,19 @@ where
     }
 
     async fn append_message(&self, new: &NewMessage) -> Result<Appended, StoreError> {
+        // A retry of a committed send replays it, even if the session has
+        // closed since; no lock is needed to read a committed key.
+        if let Some(idem) = &new.idempotency {
+            let query = idempotency_lookup::<DB>(new, idem);
+            let row = query
+                .build()
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(classify::<DB>)?;
+            if let Some(row) = row {
+                return replay(&row, idem);
+            }
+        }
         let mut tx = self.writer.begin().await.map_err(classify::<DB>)?;
 
         // Taking the next sequence number locks the session row until commit,
@@ -394,34 +441,18 @@ where
             .try_get("last_message_at")
             .map_err(StoreError::Internal)?;
 
+        // Checked again under the session lock: a concurrent retry with the
+        // same key may have committed since the first look.
         if let Some(idem) = &new.idempotency {
-            let mut qb = QueryBuilder::<DB>::new("SELECT k.fingerprint, ");
-            qb.push("m.id, m.tenant_id, m.session_id, m.seq, m.sender_id, m.message, m.created_at");
-            qb.push(" FROM idempotency_keys k JOIN messages m ON m.tenant_id = k.tenant_id");
-            qb.push(
-                " AND m.session_id = k.session_id AND m.seq = k.message_seq WHERE k.tenant_id = ",
-            );
-            qb.push_bind(new.tenant_id.get())
-                .push(" AND k.session_id = ")
-                .push_bind(new.session_id.uuid());
-            qb.push(" AND k.sender_id = ")
-                .push_bind(new.sender_id.get());
-            qb.push(" AND k.idem_key = ").push_bind(idem.key.as_str());
-            if let Some(row) = qb
+            let query = idempotency_lookup::<DB>(new, idem);
+            let row = query
                 .build()
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(classify::<DB>)?
-            {
+                .map_err(classify::<DB>)?;
+            if let Some(row) = row {
                 // Dropping the transaction rolls back the sequence bump.
-                let fingerprint: String =
-                    row.try_get("fingerprint").map_err(StoreError::Internal)?;
-                if fingerprint != idem.fingerprint {
-                    return Err(StoreError::IdempotencyKeyReused);
-                }
-                return message_from_row(&row)
-                    .map(Appended::Replayed)
-                    .map_err(StoreError::Internal);
+                return replay(&row, idem);
             }
         }
 
