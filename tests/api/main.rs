@@ -11,6 +11,7 @@ mod node;
 
 mod access;
 mod auth;
+mod cli;
 mod cluster;
 mod envelope;
 mod messages;

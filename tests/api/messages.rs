@@ -192,12 +192,24 @@ async fn idempotent_retry_returns_the_original_and_stores_nothing_new(backend: B
         .await;
     assert_eq!(list.data().as_array().unwrap().len(), 3);
     // A retry that arrives after the session closed still gets the original.
-    assert_eq!(app.post(&format!("/sessions/{session}/close"), &User::agent(1), 12, None).await.status, 200);
+    assert_eq!(
+        app.post(
+            &format!("/sessions/{session}/close"),
+            &User::agent(1),
+            12,
+            None
+        )
+        .await
+        .status,
+        200
+    );
     let late = app.raw(send("retry-1", "pesan penting", &user)).await;
     assert_eq!(late.status, 201, "{}", late.body);
     assert_eq!(late.header("idempotent-replayed"), Some("true"));
     assert_eq!(late.data(), first.data());
-    app.raw(send("fresh-key", "pesan baru", &user)).await.assert_error(404, "not_found");
+    app.raw(send("fresh-key", "pesan baru", &user))
+        .await
+        .assert_error(404, "not_found");
     // Bad keys are a validation error.
     let long_key: &'static str = Box::leak("k".repeat(256).into_boxed_str());
     app.raw(send(long_key, "x", &user))
