@@ -36,9 +36,12 @@ fn serve_refuses_to_start_without_a_signing_key() {
     );
 }
 
+/// Arguments, environment, and a fragment the error message must contain.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_configuration_values_are_rejected_with_a_clear_message() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             &["serve"],
             &[("LIVECHAT_JWT_SECRET", "short")],
