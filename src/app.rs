@@ -4,14 +4,15 @@
 use crate::auth::{AuthConfig, Verifier};
 use crate::domain::access::AccessPolicy;
 use crate::http::{AppState, router};
+use crate::realtime::{self, Realtime, RealtimeSettings};
 use crate::service::{Limits, Livechat};
-use crate::store::{self, Store, StoreConfig};
+use crate::store::{self, StoreConfig};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Resolved settings of one server.
 #[derive(Debug, Clone)]
@@ -26,8 +27,10 @@ pub struct Settings {
     pub policy: AccessPolicy,
     /// Largest request body.
     pub max_body_bytes: usize,
-    /// Message limits.
+    /// Message, presence and ticket limits.
     pub limits: Limits,
+    /// Stream tunables.
+    pub realtime: RealtimeSettings,
     /// Drain time at shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -37,7 +40,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
-    store: Arc<dyn Store>,
+    stop_streams: watch::Sender<bool>,
     max_body_bytes: usize,
     shutdown_timeout: Duration,
 }
@@ -46,17 +49,17 @@ impl Application {
     /// Connects storage (migrating if configured), loads keys and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let verifier = Verifier::new(&settings.auth)?;
-        let store = store::connect(&settings.store).await?;
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let storage = store::connect(&settings.store).await?;
+        let listener =
+            TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr()?;
-        let chat = Livechat::new(store.clone(), settings.limits);
+        let chat = Livechat::new(storage, settings.limits);
+        let (rt, stop_streams) = Realtime::new(settings.realtime);
         Ok(Self {
             listener,
             addr,
-            state: AppState::new(chat, verifier, settings.policy),
-            store,
+            state: AppState::new(chat, verifier, settings.policy, rt),
+            stop_streams,
             max_body_bytes: settings.max_body_bytes,
             shutdown_timeout: settings.shutdown_timeout,
         })
@@ -67,33 +70,38 @@ impl Application {
         self.addr
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// (up to the drain timeout) and closes storage.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    /// Serves until `shutdown` resolves. Then streams are closed with
+    /// "going away" (clients reconnect elsewhere and resume), in-flight
+    /// requests finish (up to the drain timeout), this node's agents go
+    /// offline, and storage is closed.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let background = realtime::start(&state);
         let app = router(self.state, self.max_body_bytes);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut stopped = stop_rx.clone();
+        let stop_streams = self.stop_streams;
+        let mut stopped = stop_streams.subscribe();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stop_tx.send(true);
+            tracing::info!("shutting down: closing streams, finishing in-flight requests");
+            let _ = stop_streams.send(true);
         });
         let drain = self.shutdown_timeout;
         let result = tokio::select! {
             r = server => r.context("server failed"),
             () = async move {
-                let _ = stopped.wait_for(|s| *s).await;
+                let _ = stopped.wait_for(|s: &bool| *s).await;
                 tokio::time::sleep(drain).await;
             } => {
                 tracing::warn!(timeout = ?drain, "drain timeout reached; dropping remaining requests");
                 Ok(())
             }
         };
-        drop(stop_rx);
-        self.store.shutdown().await;
+        for task in background {
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("background task did not stop in time");
+            }
+        }
+        state.chat().store().shutdown().await;
         result
     }
 }

@@ -72,10 +72,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         command => {
             telemetry::init(&cli.log)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            let runtime =
+                tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
             runtime.block_on(async move {
                 match command {
                     Command::Serve(args) => serve(*args).await,
@@ -93,10 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn token(args: &TokenArgs) -> anyhow::Result<String> {
     let secret = match args.jwt.auth_config()? {
-        Some(AuthConfig {
-            keys: KeySource::Hs256(secret),
-            ..
-        }) => secret,
+        Some(AuthConfig { keys: KeySource::Hs256(secret), .. }) => secret,
         Some(_) => {
             bail!("`livechat token` signs with an HS256 secret; asymmetric keys are verified only")
         }
@@ -108,23 +103,13 @@ fn token(args: &TokenArgs) -> anyhow::Result<String> {
             .split_once(':')
             .filter(|(t, r)| crate::domain::ids::TenantId::parse(t).is_ok() && !r.is_empty())
             .with_context(|| format!("--tenant {spec:?} must look like 12:koperasi_admin"))?;
-        tenants
-            .entry(tenant.to_owned())
-            .or_default()
-            .push(role.to_owned());
+        tenants.entry(tenant.to_owned()).or_default().push(role.to_owned());
     }
     let ttl = i64::try_from(args.ttl.as_secs()).context("--ttl is too long")?;
     if ttl == 0 {
         bail!("--ttl must be at least one second");
     }
-    mint(
-        &secret,
-        args.sub.to_string(),
-        args.roles.clone(),
-        tenants,
-        ttl,
-        &args.jwt,
-    )
+    mint(&secret, args.sub.to_string(), args.roles.clone(), tenants, ttl, &args.jwt)
 }
 
 fn mint(
@@ -167,12 +152,13 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         store: args.database.store_config(!args.no_migrate)?,
         auth,
         policy: args.policy()?,
-        max_body_bytes: usize::try_from(args.max_body_bytes)
-            .context("--max-body-bytes is too large")?,
+        max_body_bytes: usize::try_from(args.max_body_bytes).context("--max-body-bytes is too large")?,
         limits: Limits {
-            max_message_chars: usize::try_from(args.max_message_chars)
-                .context("--max-message-chars is too large")?,
+            max_message_chars: usize::try_from(args.max_message_chars).context("--max-message-chars is too large")?,
+            presence_ttl: args.presence_ttl,
+            ticket_ttl: args.ticket_ttl,
         },
+        realtime: args.realtime()?,
         shutdown_timeout: args.shutdown_timeout,
     };
     let backend = store::Backend::from_url(&settings.store.url);
@@ -185,20 +171,9 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     app.run_until(shutdown_signal()).await
 }
 
-fn print_dev_banner(
-    secret: &Secret,
-    addr: std::net::SocketAddr,
-    jwt: &JwtArgs,
-) -> anyhow::Result<()> {
+fn print_dev_banner(secret: &Secret, addr: std::net::SocketAddr, jwt: &JwtArgs) -> anyhow::Result<()> {
     let day = 24 * 3600;
-    let agent = mint(
-        secret,
-        "1".into(),
-        vec![SUPPORT_AGENT.into()],
-        HashMap::new(),
-        day,
-        jwt,
-    )?;
+    let agent = mint(secret, "1".into(), vec![SUPPORT_AGENT.into()], HashMap::new(), day, jwt)?;
     let user = mint(
         secret,
         "100".into(),

@@ -56,11 +56,7 @@ fn duration(raw: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// `sqlite://path/to/file.db` (default) or `postgres://user@host/db`.
-    #[arg(
-        long,
-        env = "LIVECHAT_DATABASE_URL",
-        default_value = "sqlite://data/livechat.db"
-    )]
+    #[arg(long, env = "LIVECHAT_DATABASE_URL", default_value = "sqlite://data/livechat.db")]
     pub database_url: String,
     /// Largest number of pooled connections (readers, on SQLite).
     #[arg(long, env = "LIVECHAT_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -81,9 +77,7 @@ impl DatabaseArgs {
     /// Checks the URL and builds the store settings.
     pub fn store_config(&self, migrate: bool) -> anyhow::Result<StoreConfig> {
         if Backend::from_url(&self.database_url).is_none() {
-            bail!(
-                "--database-url / LIVECHAT_DATABASE_URL must start with sqlite:// or postgres://"
-            );
+            bail!("--database-url / LIVECHAT_DATABASE_URL must start with sqlite:// or postgres://");
         }
         if self.db_acquire_timeout.is_zero() || self.db_statement_timeout.is_zero() {
             bail!("database timeouts must be greater than zero");
@@ -106,11 +100,7 @@ pub struct JwtArgs {
     #[arg(long, env = "LIVECHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// PEM file with the public key for RS256 / ES256 / EdDSA tokens.
-    #[arg(
-        long,
-        env = "LIVECHAT_JWT_PUBLIC_KEY_FILE",
-        conflicts_with = "jwt_secret"
-    )]
+    #[arg(long, env = "LIVECHAT_JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
     pub jwt_public_key_file: Option<PathBuf>,
     /// Algorithm of the PEM key.
     #[arg(long, env = "LIVECHAT_JWT_ALGORITHM", requires = "jwt_public_key_file")]
@@ -132,26 +122,17 @@ pub struct JwtArgs {
 impl JwtArgs {
     /// The key source, or `None` if nothing is configured.
     pub fn auth_config(&self) -> anyhow::Result<Option<AuthConfig>> {
-        let keys = match (
-            &self.jwt_secret,
-            &self.jwt_public_key_file,
-            &self.jwt_jwks_file,
-        ) {
+        let keys = match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwt_jwks_file) {
             (Some(secret), None, None) => Some(KeySource::Hs256(checked_secret(secret)?)),
             (None, Some(path), None) => {
-                let algorithm = self
-                    .jwt_algorithm
-                    .context("--jwt-algorithm / LIVECHAT_JWT_ALGORITHM (RS256, ES256 or EdDSA) is required with a PEM key")?;
-                Some(KeySource::Pem {
-                    path: path.clone(),
-                    algorithm: algorithm.into(),
-                })
+                let algorithm = self.jwt_algorithm.context(
+                    "--jwt-algorithm / LIVECHAT_JWT_ALGORITHM (RS256, ES256 or EdDSA) is required with a PEM key",
+                )?;
+                Some(KeySource::Pem { path: path.clone(), algorithm: algorithm.into() })
             }
             (None, None, Some(path)) => Some(KeySource::Jwks(path.clone())),
             (None, None, None) => None,
-            _ => bail!(
-                "configure exactly one of --jwt-secret, --jwt-public-key-file, --jwt-jwks-file"
-            ),
+            _ => bail!("configure exactly one of --jwt-secret, --jwt-public-key-file, --jwt-jwks-file"),
         };
         Ok(keys.map(|keys| AuthConfig {
             keys,
@@ -195,23 +176,62 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "LIVECHAT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
+    /// How long an agent stays online after its last heartbeat (stream or PUT presence).
+    #[arg(long, env = "LIVECHAT_PRESENCE_TTL", default_value = "15s", value_parser = duration)]
+    pub presence_ttl: Duration,
+    /// How long a stream ticket may wait before it is used.
+    #[arg(long, env = "LIVECHAT_TICKET_TTL", default_value = "30s", value_parser = duration)]
+    pub ticket_ttl: Duration,
+    /// How often the server pings a stream.
+    #[arg(long, env = "LIVECHAT_STREAM_PING_INTERVAL", default_value = "15s", value_parser = duration)]
+    pub stream_ping_interval: Duration,
+    /// A stream silent this long (no frame, no pong) is closed.
+    #[arg(long, env = "LIVECHAT_STREAM_IDLE_TIMEOUT", default_value = "45s", value_parser = duration)]
+    pub stream_idle_timeout: Duration,
+    /// A stream that does not accept a write within this is closed as too slow.
+    #[arg(long, env = "LIVECHAT_STREAM_WRITE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub stream_write_timeout: Duration,
+    /// Notices a stream may have queued before it is closed as too slow.
+    #[arg(long, env = "LIVECHAT_STREAM_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub stream_queue: u64,
+    /// Minimum spacing of typing notices per session and stream.
+    #[arg(long, env = "LIVECHAT_TYPING_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub typing_interval: Duration,
     /// Skip migrations at start-up (run `livechat migrate` instead).
     #[arg(long, env = "LIVECHAT_NO_MIGRATE")]
     pub no_migrate: bool,
 }
 
 impl ServeArgs {
+    /// Stream tunables, checked for consistency.
+    pub fn realtime(&self) -> anyhow::Result<crate::realtime::RealtimeSettings> {
+        for (name, value) in [
+            ("--presence-ttl", self.presence_ttl),
+            ("--ticket-ttl", self.ticket_ttl),
+            ("--stream-ping-interval", self.stream_ping_interval),
+            ("--stream-write-timeout", self.stream_write_timeout),
+        ] {
+            if value.is_zero() {
+                bail!("{name} must be greater than zero");
+            }
+        }
+        if self.stream_idle_timeout <= self.stream_ping_interval {
+            bail!("--stream-idle-timeout must be longer than --stream-ping-interval");
+        }
+        Ok(crate::realtime::RealtimeSettings {
+            ping_interval: self.stream_ping_interval,
+            idle_timeout: self.stream_idle_timeout,
+            write_timeout: self.stream_write_timeout,
+            queue: usize::try_from(self.stream_queue).unwrap_or(256),
+            typing_interval: self.typing_interval,
+        })
+    }
+
     /// The role allowlist, with empty entries refused.
     pub fn policy(&self) -> anyhow::Result<AccessPolicy> {
-        let roles: Vec<String> = self
-            .allowed_roles
-            .iter()
-            .map(|r| r.trim().to_owned())
-            .collect();
+        let roles: Vec<String> = self.allowed_roles.iter().map(|r| r.trim().to_owned()).collect();
         if roles.is_empty() || roles.iter().any(String::is_empty) {
-            bail!(
-                "--allowed-roles / LIVECHAT_ALLOWED_ROLES must list role names separated by commas"
-            );
+            bail!("--allowed-roles / LIVECHAT_ALLOWED_ROLES must list role names separated by commas");
         }
         Ok(AccessPolicy::new(roles))
     }
@@ -221,19 +241,9 @@ impl ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// `human` or `json`.
-    #[arg(
-        long,
-        env = "LIVECHAT_LOG_FORMAT",
-        default_value = "human",
-        global = true
-    )]
+    #[arg(long, env = "LIVECHAT_LOG_FORMAT", default_value = "human", global = true)]
     pub log_format: LogFormat,
     /// Filter in `tracing` syntax, e.g. `info` or `livechat=debug,sqlx=warn`.
-    #[arg(
-        long,
-        env = "LIVECHAT_LOG",
-        default_value = "info,sqlx=warn",
-        global = true
-    )]
+    #[arg(long, env = "LIVECHAT_LOG", default_value = "info,sqlx=warn", global = true)]
     pub log: String,
 }

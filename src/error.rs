@@ -38,6 +38,9 @@ pub enum AppError {
     /// 400: the named agent is offline.
     #[error("agent offline")]
     AgentOffline,
+    /// 409: another agent claimed the session first.
+    #[error("session already assigned")]
+    AlreadyAssigned,
     /// 422: idempotency key reused with a different body.
     #[error("idempotency key reused")]
     IdempotencyKeyReused,
@@ -52,10 +55,7 @@ pub enum AppError {
 impl AppError {
     /// A 400 with one message for one field.
     pub fn field(field: &str, message: impl ToString) -> Self {
-        Self::Validation(BTreeMap::from([(
-            field.to_owned(),
-            vec![message.to_string()],
-        )]))
+        Self::Validation(BTreeMap::from([(field.to_owned(), vec![message.to_string()])]))
     }
 }
 
@@ -64,6 +64,8 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::SessionAlreadyActive(id) => Self::SessionAlreadyActive(id),
             StoreError::SessionNotOpen => Self::NotFound,
+            StoreError::AlreadyAssigned(_) => Self::AlreadyAssigned,
+            StoreError::MessageNotFound => Self::field("message_id", "is not a message of this session"),
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             StoreError::Unavailable(e) => Self::Unavailable(e),
             StoreError::Internal(e) => Self::Internal(e.into()),
@@ -78,11 +80,7 @@ pub struct Problems(FieldErrors);
 
 impl Problems {
     /// Keeps the value, or records the error under `field`.
-    pub fn check<T, E: std::fmt::Display>(
-        &mut self,
-        field: &str,
-        result: Result<T, E>,
-    ) -> Option<T> {
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
@@ -104,18 +102,11 @@ impl Problems {
 
     /// Records a problem with `field`.
     pub fn add(&mut self, field: &str, message: impl ToString) {
-        self.0
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.to_string());
+        self.0.entry(field.to_owned()).or_default().push(message.to_string());
     }
 
     /// `Err` with every recorded problem, if any.
     pub fn finish(self) -> Result<(), AppError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(AppError::Validation(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(AppError::Validation(self.0)) }
     }
 }

@@ -41,10 +41,7 @@ pub enum KeySource {
     /// HS256 with a shared secret.
     Hs256(Secret),
     /// One public key in a PEM file, for the given asymmetric algorithm.
-    Pem {
-        path: std::path::PathBuf,
-        algorithm: Algorithm,
-    },
+    Pem { path: std::path::PathBuf, algorithm: Algorithm },
     /// A JWKS document (keys chosen by `kid`).
     Jwks(std::path::PathBuf),
 }
@@ -80,6 +77,7 @@ pub enum TokenError {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: serde_json::Value,
+    exp: i64,
     #[serde(default)]
     roles: Vec<String>,
     #[serde(default)]
@@ -99,9 +97,7 @@ pub struct Verifier {
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verifier")
-            .field("keys", &self.keys.len())
-            .finish()
+        f.debug_struct("Verifier").field("keys", &self.keys.len()).finish()
     }
 }
 
@@ -143,11 +139,7 @@ impl Verifier {
                     other => bail!("algorithm {other:?} is not supported with a PEM key (use RS256, ES256 or EdDSA)"),
                 }
                 .with_context(|| format!("{} is not a {algorithm:?} public key in PEM form", path.display()))?;
-                vec![VerifyKey {
-                    kid: None,
-                    key,
-                    validation: validation(*algorithm),
-                }]
+                vec![VerifyKey { kid: None, key, validation: validation(*algorithm) }]
             }
             KeySource::Jwks(path) => {
                 let set: JwkSet = serde_json::from_slice(&read(path)?)
@@ -155,32 +147,21 @@ impl Verifier {
                 let mut keys = Vec::new();
                 for jwk in &set.keys {
                     let alg = match (jwk.common.key_algorithm, &jwk.algorithm) {
-                        (Some(ka), _) => Algorithm::try_from(ka).map_err(|_| {
-                            anyhow::anyhow!("JWKS key {:?}: unsupported alg", jwk.common.key_id)
-                        })?,
+                        (Some(ka), _) => Algorithm::try_from(ka)
+                            .map_err(|_| anyhow::anyhow!("JWKS key {:?}: unsupported alg", jwk.common.key_id))?,
                         (None, AlgorithmParameters::RSA(_)) => Algorithm::RS256,
                         (None, AlgorithmParameters::EllipticCurve(_)) => Algorithm::ES256,
                         (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
                         (None, _) => {
-                            bail!(
-                                "JWKS key {:?}: only RSA, EC and OKP keys are accepted",
-                                jwk.common.key_id
-                            )
+                            bail!("JWKS key {:?}: only RSA, EC and OKP keys are accepted", jwk.common.key_id)
                         }
                     };
                     if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-                        bail!(
-                            "JWKS key {:?}: symmetric algorithms are not accepted from a JWKS",
-                            jwk.common.key_id
-                        );
+                        bail!("JWKS key {:?}: symmetric algorithms are not accepted from a JWKS", jwk.common.key_id);
                     }
                     let key = DecodingKey::try_from(jwk)
                         .with_context(|| format!("JWKS key {:?} is unusable", jwk.common.key_id))?;
-                    keys.push(VerifyKey {
-                        kid: jwk.common.key_id.clone(),
-                        key,
-                        validation: validation(alg),
-                    });
+                    keys.push(VerifyKey { kid: jwk.common.key_id.clone(), key, validation: validation(alg) });
                 }
                 if keys.is_empty() {
                     bail!("{} holds no keys", path.display());
@@ -196,10 +177,7 @@ impl Verifier {
         let header = jsonwebtoken::decode_header(token)?;
         let key = match (&header.kid, self.keys.as_slice()) {
             (_, [only]) if only.kid.is_none() || only.kid == header.kid => only,
-            (Some(kid), keys) => keys
-                .iter()
-                .find(|k| k.kid.as_deref() == Some(kid))
-                .ok_or(TokenError::UnknownKey)?,
+            (Some(kid), keys) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)).ok_or(TokenError::UnknownKey)?,
             (None, _) => return Err(TokenError::UnknownKey),
         };
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation)?;
@@ -210,11 +188,7 @@ impl Verifier {
             _ => None,
         }
         .ok_or(TokenError::BadSubject)?;
-        Ok(Identity {
-            user_id,
-            roles: claims.roles,
-            tenants: claims.tenants,
-        })
+        Ok(Identity { user_id, roles: claims.roles, tenants: claims.tenants, expires_at: claims.exp })
     }
 }
 
@@ -245,12 +219,8 @@ pub struct MintClaims {
 
 /// Signs claims with an HS256 secret.
 pub fn mint_hs256(secret: &Secret, claims: &MintClaims) -> anyhow::Result<String> {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.expose().as_bytes()),
-    )
-    .context("signing token")
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.expose().as_bytes()))
+        .context("signing token")
 }
 
 #[cfg(test)]
@@ -282,9 +252,7 @@ mod tests {
     #[test]
     fn minted_tokens_verify() {
         let cfg = config();
-        let KeySource::Hs256(secret) = &cfg.keys else {
-            unreachable!()
-        };
+        let KeySource::Hs256(secret) = &cfg.keys else { unreachable!() };
         let token = mint_hs256(secret, &claims(60, "42")).unwrap();
         let id = Verifier::new(&cfg).unwrap().verify(&token).unwrap();
         assert_eq!(id.user_id.get(), 42);
@@ -294,32 +262,19 @@ mod tests {
     #[test]
     fn expired_and_non_numeric_subjects_are_refused() {
         let cfg = config();
-        let KeySource::Hs256(secret) = &cfg.keys else {
-            unreachable!()
-        };
+        let KeySource::Hs256(secret) = &cfg.keys else { unreachable!() };
         let v = Verifier::new(&cfg).unwrap();
-        assert!(
-            v.verify(&mint_hs256(secret, &claims(-120, "42")).unwrap())
-                .is_err()
-        );
-        assert!(matches!(
-            v.verify(&mint_hs256(secret, &claims(60, "alice")).unwrap()),
-            Err(TokenError::BadSubject)
-        ));
+        assert!(v.verify(&mint_hs256(secret, &claims(-120, "42")).unwrap()).is_err());
+        assert!(matches!(v.verify(&mint_hs256(secret, &claims(60, "alice")).unwrap()), Err(TokenError::BadSubject)));
     }
 
     #[test]
     fn issuer_is_enforced_when_configured() {
         let mut cfg = config();
         cfg.issuer = Some("https://id.example".into());
-        let KeySource::Hs256(secret) = &cfg.keys else {
-            unreachable!()
-        };
+        let KeySource::Hs256(secret) = &cfg.keys else { unreachable!() };
         let v = Verifier::new(&cfg).unwrap();
-        assert!(
-            v.verify(&mint_hs256(secret, &claims(60, "1")).unwrap())
-                .is_err()
-        );
+        assert!(v.verify(&mint_hs256(secret, &claims(60, "1")).unwrap()).is_err());
         let mut good = claims(60, "1");
         good.iss = Some("https://id.example".into());
         assert!(v.verify(&mint_hs256(secret, &good).unwrap()).is_ok());
@@ -327,9 +282,6 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        assert_eq!(
-            format!("{:?}", Secret::new("hunter2".into())),
-            "Secret(***)"
-        );
+        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "Secret(***)");
     }
 }

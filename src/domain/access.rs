@@ -3,24 +3,18 @@
 //! The rules of CONTRACT section 2, independent of how the identity was proven.
 
 use super::ids::{TenantId, UserId};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
 /// The platform role that may act in every tenant.
 pub const SUPPORT_AGENT: &str = "support_agent";
 
 /// The tenant roles allowed by default.
-pub const DEFAULT_ALLOWED_ROLES: &[&str] = &[
-    SUPPORT_AGENT,
-    "koperasi_admin",
-    "koperasi_member",
-    "umkm_admin",
-    "umkm_member",
-    "bumdes_admin",
-    "bumdes_member",
-];
+pub const DEFAULT_ALLOWED_ROLES: &[&str] =
+    &[SUPPORT_AGENT, "koperasi_admin", "koperasi_member", "umkm_admin", "umkm_member", "bumdes_admin", "bumdes_member"];
 
 /// What a verified token says about its holder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// The numeric `sub`.
     pub user_id: UserId,
@@ -28,6 +22,8 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// Roles per tenant, keyed by the decimal tenant id.
     pub tenants: HashMap<String, Vec<String>>,
+    /// When the proof expires (Unix seconds); streams end then.
+    pub expires_at: i64,
 }
 
 /// How a caller takes part in a tenant's conversations.
@@ -62,6 +58,40 @@ impl Caller {
 #[error("no allowed role in this tenant")]
 pub struct Forbidden;
 
+/// Where an agent may work: everywhere (platform agent) or in some tenants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentScope {
+    /// A platform `support_agent`.
+    Platform,
+    /// A `support_agent` of these tenants only.
+    Tenants(BTreeSet<TenantId>),
+}
+
+impl AgentScope {
+    /// Whether the scope includes `tenant`.
+    pub fn covers(&self, tenant: TenantId) -> bool {
+        match self {
+            Self::Platform => true,
+            Self::Tenants(ts) => ts.contains(&tenant),
+        }
+    }
+
+    /// Compact storage form: `*` or `,12,13,` (so `LIKE '%,12,%'` tests membership).
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Platform => "*".to_owned(),
+            Self::Tenants(ts) => {
+                let mut out = String::from(",");
+                for t in ts {
+                    out.push_str(&t.to_string());
+                    out.push(',');
+                }
+                out
+            }
+        }
+    }
+}
+
 /// The configurable allowlist of tenant roles.
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
@@ -77,9 +107,7 @@ impl Default for AccessPolicy {
 impl AccessPolicy {
     /// A policy allowing exactly these tenant roles.
     pub fn new(roles: impl IntoIterator<Item = String>) -> Self {
-        Self {
-            allowed: roles.into_iter().collect(),
-        }
+        Self { allowed: roles.into_iter().collect() }
     }
 
     /// The allowed tenant roles.
@@ -87,18 +115,26 @@ impl AccessPolicy {
         self.allowed.iter().map(String::as_str)
     }
 
+    /// Where `identity` works as an agent, if anywhere.
+    pub fn agent_scope(&self, identity: &Identity) -> Option<AgentScope> {
+        if identity.roles.iter().any(|r| r == SUPPORT_AGENT) {
+            return Some(AgentScope::Platform);
+        }
+        let tenants: BTreeSet<TenantId> = identity
+            .tenants
+            .iter()
+            .filter(|(_, roles)| roles.iter().any(|r| r == SUPPORT_AGENT && self.allowed.contains(r)))
+            .filter_map(|(t, _)| TenantId::parse(t).ok())
+            .collect();
+        (!tenants.is_empty()).then_some(AgentScope::Tenants(tenants))
+    }
+
     /// Decides whether `identity` may use livechat in `tenant`, and as what.
     pub fn admit(&self, identity: &Identity, tenant: TenantId) -> Result<Caller, Forbidden> {
         let user_id = identity.user_id;
         let platform_agent = identity.roles.iter().any(|r| r == SUPPORT_AGENT);
-        let tenant_roles = identity
-            .tenants
-            .get(&tenant.to_string())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let tenant_agent = tenant_roles
-            .iter()
-            .any(|r| r == SUPPORT_AGENT && self.allowed.contains(r));
+        let tenant_roles = identity.tenants.get(&tenant.to_string()).map(Vec::as_slice).unwrap_or_default();
+        let tenant_agent = tenant_roles.iter().any(|r| r == SUPPORT_AGENT && self.allowed.contains(r));
         let allowed_in_tenant = tenant_roles.iter().any(|r| self.allowed.contains(r));
         let role = if platform_agent || tenant_agent {
             Role::Agent
@@ -107,11 +143,7 @@ impl AccessPolicy {
         } else {
             return Err(Forbidden);
         };
-        Ok(Caller {
-            user_id,
-            tenant_id: tenant,
-            role,
-        })
+        Ok(Caller { user_id, tenant_id: tenant, role })
     }
 }
 
@@ -125,13 +157,9 @@ mod tests {
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             tenants: tenants
                 .iter()
-                .map(|(t, rs)| {
-                    (
-                        (*t).to_owned(),
-                        rs.iter().map(|r| (*r).to_owned()).collect(),
-                    )
-                })
+                .map(|(t, rs)| ((*t).to_owned(), rs.iter().map(|r| (*r).to_owned()).collect()))
                 .collect(),
+            expires_at: i64::MAX,
         }
     }
 
@@ -160,6 +188,16 @@ mod tests {
         let id = identity(&[], &[("12", &[SUPPORT_AGENT])]);
         assert_eq!(p.admit(&id, t(12)).unwrap().role, Role::Agent);
         assert_eq!(p.admit(&id, t(5)), Err(Forbidden));
+    }
+
+    #[test]
+    fn agent_scope_is_platform_wide_or_the_tenants_where_the_role_is_held() {
+        let p = AccessPolicy::default();
+        assert_eq!(p.agent_scope(&identity(&[SUPPORT_AGENT], &[])), Some(AgentScope::Platform));
+        let scoped = p.agent_scope(&identity(&[], &[("12", &[SUPPORT_AGENT]), ("13", &["umkm_admin"])])).unwrap();
+        assert!(scoped.covers(t(12)) && !scoped.covers(t(13)));
+        assert_eq!(scoped.encode(), ",12,");
+        assert_eq!(p.agent_scope(&identity(&[], &[("12", &["umkm_admin"])])), None);
     }
 
     #[test]

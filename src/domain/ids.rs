@@ -1,18 +1,18 @@
 //! Identifiers, parsed once from raw input so the rest of the code cannot hold
 //! an invalid one.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use uuid::Uuid;
 
 /// A tenant (cooperative, small business, village enterprise): a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
 pub struct TenantId(i64);
 
 /// A user (tenant user or agent), the numeric `sub` of the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
 pub struct UserId(i64);
 
 /// Why a raw numeric id was refused.
@@ -53,6 +53,19 @@ macro_rules! positive_id {
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)
+            }
+        }
+
+        impl TryFrom<i64> for $t {
+            type Error = NotPositive;
+            fn try_from(n: i64) -> Result<Self, NotPositive> {
+                Self::new(n)
+            }
+        }
+
+        impl From<$t> for i64 {
+            fn from(id: $t) -> i64 {
+                id.0
             }
         }
     };
@@ -99,6 +112,13 @@ macro_rules! uuid_id {
         impl Serialize for $t {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
             }
         }
     };

@@ -75,9 +75,7 @@ impl SearchTerm {
         if len == 0 || len > MAX_TERM_CHARS {
             return Err(BadTerm);
         }
-        Ok(Self {
-            folded: fold(trimmed),
-        })
+        Ok(Self { folded: fold(trimmed) })
     }
 
     /// The folded term; match it against folded text as a plain substring.
@@ -106,11 +104,7 @@ impl IdempotencyKey {
         let ok = !raw.is_empty()
             && raw.len() <= MAX_IDEMPOTENCY_KEY_LEN
             && raw.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(BadIdempotencyKey)
-        }
+        if ok { Ok(Self(raw.to_owned())) } else { Err(BadIdempotencyKey) }
     }
 
     /// The key.
@@ -202,10 +196,7 @@ mod tests {
         assert_eq!(MessageText::parse("  halo  ", 10).unwrap().as_str(), "halo");
         assert_eq!(MessageText::parse(" \n\t ", 10), Err(BadText::Empty));
         assert!(MessageText::parse(&"é".repeat(10), 10).is_ok());
-        assert_eq!(
-            MessageText::parse(&"é".repeat(11), 10),
-            Err(BadText::TooLong(10))
-        );
+        assert_eq!(MessageText::parse(&"é".repeat(11), 10), Err(BadText::TooLong(10)));
     }
 
     #[test]

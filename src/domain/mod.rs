@@ -1,6 +1,7 @@
 //! The rules of livechat, independent of HTTP and of storage.
 
 pub mod access;
+pub mod event;
 pub mod ids;
 pub mod message;
 pub mod page;

@@ -36,9 +36,7 @@ impl PageLimit {
         }
         match raw.parse::<u64>() {
             Ok(0) => Err(BadLimit),
-            Ok(n) => Ok(Self(
-                u32::try_from(n.min(u64::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT),
-            )),
+            Ok(n) => Ok(Self(u32::try_from(n.min(u64::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT))),
             // More digits than a u64 holds is still a positive integer: clamp.
             Err(_) => Ok(Self(MAX_LIMIT)),
         }
@@ -125,11 +123,7 @@ pub struct PagePlan<P> {
 impl<P: Copy> PagePlan<P> {
     /// Plans a page from the request; `cursor` is the resolved position and the id as sent.
     pub fn new(limit: PageLimit, direction: Direction, cursor: Option<(P, String)>) -> Self {
-        Self {
-            limit: limit.get(),
-            direction,
-            cursor,
-        }
+        Self { limit: limit.get(), direction, cursor }
     }
 
     /// The main read and how many items to ask for (one extra, to learn whether more exist).
@@ -177,25 +171,9 @@ impl<P: Copy> PagePlan<P> {
         };
         // An empty page has no items to point at; the request cursor is the boundary.
         let fallback = self.cursor.map(|(_, id)| id);
-        let next_cursor = has_next
-            .then(|| {
-                fetched
-                    .last()
-                    .map(Paged::cursor)
-                    .or_else(|| fallback.clone())
-            })
-            .flatten();
-        let prev_cursor = has_prev
-            .then(|| fetched.first().map(Paged::cursor).or(fallback))
-            .flatten();
-        Page {
-            items: fetched,
-            limit: self.limit,
-            has_next,
-            next_cursor,
-            has_prev,
-            prev_cursor,
-        }
+        let next_cursor = has_next.then(|| fetched.last().map(Paged::cursor).or_else(|| fallback.clone())).flatten();
+        let prev_cursor = has_prev.then(|| fetched.first().map(Paged::cursor).or(fallback)).flatten();
+        Page { items: fetched, limit: self.limit, has_next, next_cursor, has_prev, prev_cursor }
     }
 }
 
@@ -221,33 +199,16 @@ mod tests {
         let all: Vec<Item> = (1..=n).map(Item).collect();
         let take = take as usize;
         match s {
-            Scan::Older(at) => all
-                .iter()
-                .rev()
-                .filter(|i| at.is_none_or(|a| i.0 < a))
-                .take(take)
-                .copied()
-                .collect(),
-            Scan::Newer(at) => all
-                .iter()
-                .filter(|i| at.is_none_or(|a| i.0 > a))
-                .take(take)
-                .copied()
-                .collect(),
+            Scan::Older(at) => all.iter().rev().filter(|i| at.is_none_or(|a| i.0 < a)).take(take).copied().collect(),
+            Scan::Newer(at) => all.iter().filter(|i| at.is_none_or(|a| i.0 > a)).take(take).copied().collect(),
         }
     }
 
     fn page(n: i64, limit: &str, dir: Direction, cursor: Option<i64>) -> Page<Item> {
-        let plan = PagePlan::new(
-            PageLimit::parse(Some(limit)).unwrap(),
-            dir,
-            cursor.map(|c| (c, c.to_string())),
-        );
+        let plan = PagePlan::new(PageLimit::parse(Some(limit)).unwrap(), dir, cursor.map(|c| (c, c.to_string())));
         let (s, take) = plan.main_scan();
         let fetched = scan(n, s, take);
-        let found = plan
-            .probe(&fetched)
-            .is_some_and(|p| !scan(n, p, 1).is_empty());
+        let found = plan.probe(&fetched).is_some_and(|p| !scan(n, p, 1).is_empty());
         plan.finish(fetched, found)
     }
 
@@ -255,12 +216,7 @@ mod tests {
     fn limit_defaults_clamps_and_rejects() {
         assert_eq!(PageLimit::parse(None).unwrap().get(), 10);
         assert_eq!(PageLimit::parse(Some("250")).unwrap().get(), 100);
-        assert_eq!(
-            PageLimit::parse(Some("99999999999999999999999"))
-                .unwrap()
-                .get(),
-            100
-        );
+        assert_eq!(PageLimit::parse(Some("99999999999999999999999")).unwrap().get(), 100);
         for bad in ["0", "-1", "1.5", "ten", ""] {
             assert_eq!(PageLimit::parse(Some(bad)), Err(BadLimit), "{bad}");
         }
@@ -295,17 +251,11 @@ mod tests {
     #[test]
     fn walking_forward_catches_up_in_order_shown_newest_first() {
         let p = page(25, "10", Direction::After, Some(20));
-        assert_eq!(
-            p.items.iter().map(|i| i.0).collect::<Vec<_>>(),
-            vec![25, 24, 23, 22, 21]
-        );
+        assert_eq!(p.items.iter().map(|i| i.0).collect::<Vec<_>>(), vec![25, 24, 23, 22, 21]);
         assert!(!p.has_prev && p.has_next);
         assert_eq!(p.next_cursor.as_deref(), Some("21"));
         let p = page(25, "3", Direction::After, Some(20));
-        assert_eq!(
-            p.items.iter().map(|i| i.0).collect::<Vec<_>>(),
-            vec![23, 22, 21]
-        );
+        assert_eq!(p.items.iter().map(|i| i.0).collect::<Vec<_>>(), vec![23, 22, 21]);
         assert!(p.has_prev);
         assert_eq!(p.prev_cursor.as_deref(), Some("23"));
     }

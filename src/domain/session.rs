@@ -51,6 +51,10 @@ pub struct Session {
     pub updated_at: Timestamp,
     /// When it was closed, if it was.
     pub closed_at: Option<Timestamp>,
+    /// Messages from others after the viewer's read mark; only on lists.
+    pub unread_count: Option<i64>,
+    /// The sequence number of the session's latest event (where a live stream starts).
+    pub last_seq: i64,
 }
 
 /// A session about to be stored.
@@ -79,10 +83,7 @@ pub enum OpenRefused {
 /// Decides which agent a new session is assigned to, before presence is
 /// consulted: an agent names another agent or gets it itself; a tenant user
 /// names none and is routed (or queued).
-pub fn initial_agent(
-    caller: &Caller,
-    requested: Option<UserId>,
-) -> Result<Option<UserId>, OpenRefused> {
+pub fn initial_agent(caller: &Caller, requested: Option<UserId>) -> Result<Option<UserId>, OpenRefused> {
     match (caller.role, requested) {
         (Role::TenantUser, Some(_)) => Err(OpenRefused::AgentChoiceForbidden),
         (Role::TenantUser, None) => Ok(None),
@@ -109,13 +110,26 @@ pub struct SessionPosition {
     pub id: SessionId,
 }
 
+/// Where a session sits in the agent inbox (newest activity first, across tenants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxPosition {
+    /// Last activity.
+    pub updated_at: Timestamp,
+    /// Tie-breakers.
+    pub tenant_id: TenantId,
+    /// Tie-breakers.
+    pub id: SessionId,
+}
+
 impl Session {
+    /// The session's place in the inbox order.
+    pub fn inbox_position(&self) -> InboxPosition {
+        InboxPosition { updated_at: self.updated_at, tenant_id: self.tenant_id, id: self.id }
+    }
+
     /// The session's place in list order.
     pub fn position(&self) -> SessionPosition {
-        SessionPosition {
-            created_at: self.created_at,
-            id: self.id,
-        }
+        SessionPosition { created_at: self.created_at, id: self.id }
     }
 }
 
@@ -124,24 +138,14 @@ mod tests {
     use super::*;
 
     fn caller(role: Role) -> Caller {
-        Caller {
-            user_id: UserId::new(5).unwrap(),
-            tenant_id: TenantId::new(1).unwrap(),
-            role,
-        }
+        Caller { user_id: UserId::new(5).unwrap(), tenant_id: TenantId::new(1).unwrap(), role }
     }
 
     #[test]
     fn agents_get_themselves_or_the_agent_they_name() {
         let other = UserId::new(9).unwrap();
-        assert_eq!(
-            initial_agent(&caller(Role::Agent), None),
-            Ok(Some(UserId::new(5).unwrap()))
-        );
-        assert_eq!(
-            initial_agent(&caller(Role::Agent), Some(other)),
-            Ok(Some(other))
-        );
+        assert_eq!(initial_agent(&caller(Role::Agent), None), Ok(Some(UserId::new(5).unwrap())));
+        assert_eq!(initial_agent(&caller(Role::Agent), Some(other)), Ok(Some(other)));
     }
 
     #[test]

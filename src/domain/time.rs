@@ -4,7 +4,7 @@
 //! backend, so comparisons are integer comparisons and a value written by one
 //! backend reads back identically from the other.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
 
@@ -50,11 +50,7 @@ impl Timestamp {
     pub fn parse_lower_bound(raw: &str) -> Result<Self, BadTimestamp> {
         let dt = parse(raw)?;
         let floor = Self::from_datetime_floor(dt);
-        if nanos_below_micro(dt) > 0 {
-            Ok(Self(floor.0.saturating_add(1)))
-        } else {
-            Ok(floor)
-        }
+        if nanos_below_micro(dt) > 0 { Ok(Self(floor.0.saturating_add(1))) } else { Ok(floor) }
     }
 
     /// Parses an inclusive upper bound: sub-microsecond digits round down, so
@@ -111,6 +107,13 @@ impl Serialize for Timestamp {
     }
 }
 
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse_lower_bound(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,31 +141,16 @@ mod tests {
 
     #[test]
     fn rejects_non_rfc3339() {
-        assert_eq!(
-            Timestamp::parse_lower_bound("2026-11-26"),
-            Err(BadTimestamp)
-        );
+        assert_eq!(Timestamp::parse_lower_bound("2026-11-26"), Err(BadTimestamp));
         assert_eq!(Timestamp::parse_upper_bound("yesterday"), Err(BadTimestamp));
     }
 
     #[test]
     fn next_after_is_strictly_increasing_even_when_the_clock_steps_back() {
         let prev = Timestamp::from_micros(1_000);
-        assert_eq!(
-            Timestamp::next_after(Some(prev), Timestamp::from_micros(900)).micros(),
-            1_001
-        );
-        assert_eq!(
-            Timestamp::next_after(Some(prev), Timestamp::from_micros(1_000)).micros(),
-            1_001
-        );
-        assert_eq!(
-            Timestamp::next_after(Some(prev), Timestamp::from_micros(5_000)).micros(),
-            5_000
-        );
-        assert_eq!(
-            Timestamp::next_after(None, Timestamp::from_micros(7)).micros(),
-            7
-        );
+        assert_eq!(Timestamp::next_after(Some(prev), Timestamp::from_micros(900)).micros(), 1_001);
+        assert_eq!(Timestamp::next_after(Some(prev), Timestamp::from_micros(1_000)).micros(), 1_001);
+        assert_eq!(Timestamp::next_after(Some(prev), Timestamp::from_micros(5_000)).micros(), 5_000);
+        assert_eq!(Timestamp::next_after(None, Timestamp::from_micros(7)).micros(), 7);
     }
 }

@@ -2,7 +2,7 @@
 //! rejection with the envelope (never axum's plain-text bodies).
 
 use super::AppState;
-use crate::domain::access::Caller;
+use crate::domain::access::{Caller, Identity};
 use crate::domain::ids::{SessionId, TenantId};
 use crate::error::AppError;
 use axum::body::Bytes;
@@ -16,33 +16,22 @@ use serde::de::DeserializeOwned;
 pub struct Json<T>(pub Option<T>);
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("").to_owned());
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|rej: BytesRejection| {
-                if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::PayloadTooLarge
-                } else {
-                    AppError::field("body", "could not read the request body")
-                }
-            })?;
+        let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_owned());
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej: BytesRejection| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::field("body", "could not read the request body")
+            }
+        })?;
         if bytes.is_empty() {
             return Ok(Self(None));
         }
@@ -65,10 +54,7 @@ fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> AppError {
     }
     let text = inner.to_string();
     let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
-    if let Some(field) = text
-        .strip_prefix("missing field `")
-        .and_then(|r| r.strip_suffix('`'))
-    {
+    if let Some(field) = text.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
         return AppError::field(field, "is required");
     }
     match err.path().to_string().as_str() {
@@ -95,6 +81,37 @@ pub fn session_id(raw: &str) -> Result<SessionId, AppError> {
     SessionId::parse(raw).map_err(|e| AppError::field("id", e))
 }
 
+fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, AppError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(AppError::Unauthorized)?;
+    let identity = state.verifier().verify(token).map_err(|err| {
+        tracing::debug!(reason = %err, "token refused");
+        AppError::Unauthorized
+    })?;
+    tracing::Span::current().record("user_id", identity.user_id.get());
+    Ok(identity)
+}
+
+/// `X-Tenant-ID`, if sent: a positive integer or a 400.
+fn tenant_header(parts: &Parts) -> Result<Option<TenantId>, AppError> {
+    let Some(raw) = parts.headers.get("x-tenant-id") else {
+        return Ok(None);
+    };
+    let tenant = raw
+        .to_str()
+        .ok()
+        .and_then(|v| TenantId::parse(v).ok())
+        .ok_or_else(|| AppError::field("X-Tenant-ID", "must be a positive integer"))?;
+    tracing::Span::current().record("tenant_id", tenant.get());
+    Ok(Some(tenant))
+}
+
 /// The verified caller, admitted to the tenant named by `X-Tenant-ID`.
 pub struct Authed(pub Caller);
 
@@ -102,35 +119,31 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AppError::Unauthorized)?;
-        let identity = state.verifier().verify(token).map_err(|err| {
-            tracing::debug!(reason = %err, "token refused");
-            AppError::Unauthorized
-        })?;
-        let tenant = parts
-            .headers
-            .get("x-tenant-id")
-            .ok_or_else(|| AppError::field("X-Tenant-ID", "is required"))?
-            .to_str()
-            .ok()
-            .and_then(|v| TenantId::parse(v).ok())
-            .ok_or_else(|| AppError::field("X-Tenant-ID", "must be a positive integer"))?;
-        tracing::Span::current().record("tenant_id", tenant.get());
-        tracing::Span::current().record("user_id", identity.user_id.get());
-        let caller = state
-            .policy()
-            .admit(&identity, tenant)
-            .map_err(|_| AppError::Forbidden)?;
+        let identity = verify_bearer(parts, state)?;
+        let tenant = tenant_header(parts)?.ok_or_else(|| AppError::field("X-Tenant-ID", "is required"))?;
+        let caller = state.policy().admit(&identity, tenant).map_err(|_| AppError::Forbidden)?;
         Ok(Self(caller))
+    }
+}
+
+/// The verified identity, for routes where `X-Tenant-ID` is optional; when
+/// the header is sent, the caller is admitted to that tenant as usual.
+pub struct AuthedIdentity {
+    /// Admitted caller, when `X-Tenant-ID` was sent.
+    pub caller: Option<Caller>,
+    /// What the token proves.
+    pub identity: Identity,
+}
+
+impl FromRequestParts<AppState> for AuthedIdentity {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let identity = verify_bearer(parts, state)?;
+        let caller = match tenant_header(parts)? {
+            Some(tenant) => Some(state.policy().admit(&identity, tenant).map_err(|_| AppError::Forbidden)?),
+            None => None,
+        };
+        Ok(Self { caller, identity })
     }
 }

@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
 /// Alive: the process answers.
@@ -22,16 +20,10 @@ async fn healthz() -> axum::Json<Value> {
 /// Ready: storage answers a query.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
     match state.chat().store().ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            axum::Json(json!({ "status": "ready", "storage": "ok" })),
-        ),
+        Ok(()) => (StatusCode::OK, axum::Json(json!({ "status": "ready", "storage": "ok" }))),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({ "status": "unavailable", "storage": "unreachable" })),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "unavailable", "storage": "unreachable" })))
         }
     }
 }

@@ -18,10 +18,9 @@ use serde::Deserialize;
 
 /// The message routes, relative to a prefix.
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/sessions/{id}/messages",
-        post(send_message).get(list_messages),
-    )
+    Router::new()
+        .route("/sessions/{id}/messages", post(send_message).get(list_messages))
+        .route("/sessions/{id}/read", post(mark_read))
 }
 
 /// Sends a message to an OPEN session.
@@ -47,26 +46,12 @@ pub async fn send_message(
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().ok().and_then(|k| IdempotencyKey::parse(k).ok()))
-        .map(|k| {
-            k.ok_or_else(|| {
-                AppError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)
-            })
-        })
+        .map(|k| k.ok_or_else(|| AppError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)))
         .transpose()?;
     let body = body.ok_or_else(|| AppError::field("message", "is required"))?;
-    let (message, replayed) = state
-        .chat()
-        .send_message(&caller, session, &body.message, key)
-        .await?;
+    let (message, replayed) = state.chat().send_message(&caller, session, &body.message, key).await?;
     let res = Success::created("message sent", ChatMessage::from(message));
-    Ok(if replayed {
-        res.header(
-            axum::http::HeaderName::from_static("idempotent-replayed"),
-            "true",
-        )
-    } else {
-        res
-    })
+    Ok(if replayed { res.header(axum::http::HeaderName::from_static("idempotent-replayed"), "true") } else { res })
 }
 
 /// Query of `GET /sessions/:id/messages`.
@@ -107,16 +92,8 @@ pub async fn list_messages(
     let mut problems = Problems::default();
     let term = problems.optional("term", q.term.as_deref(), SearchTerm::parse);
     let sender_id = problems.optional("sender_id", q.sender_id.as_deref(), UserId::parse);
-    let start = problems.optional(
-        "start_date",
-        q.start_date.as_deref(),
-        Timestamp::parse_lower_bound,
-    );
-    let end = problems.optional(
-        "end_date",
-        q.end_date.as_deref(),
-        Timestamp::parse_upper_bound,
-    );
+    let start = problems.optional("start_date", q.start_date.as_deref(), Timestamp::parse_lower_bound);
+    let end = problems.optional("end_date", q.end_date.as_deref(), Timestamp::parse_upper_bound);
     if start.zip(end).is_some_and(|(s, e)| s > e) {
         problems.add("start_date", "must not be after end_date");
     }
@@ -126,26 +103,63 @@ pub async fn list_messages(
     problems.finish()?;
     // Both are Some here: finish() has returned any parse failure.
     let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
-    let filter = MessageFilter {
-        term,
-        sender_id,
-        start,
-        end,
-    };
-    let page = state
-        .chat()
-        .list_messages(
-            &caller,
-            session,
-            &filter,
-            PageRequest {
-                limit,
-                direction,
-                cursor,
-            },
-        )
-        .await?;
+    let filter = MessageFilter { term, sender_id, start, end };
+    let page = state.chat().list_messages(&caller, session, &filter, PageRequest { limit, direction, cursor }).await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(ChatMessage::from).collect();
     Ok(Success::ok("messages listed", items).paginated(pagination))
+}
+
+/// Body of `POST /sessions/:id/read`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct MarkReadRequest {
+    /// The last message the caller has read.
+    #[schema(format = Uuid)]
+    pub message_id: String,
+}
+
+/// A participant's read mark.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReadReceipt {
+    /// The session.
+    #[schema(format = Uuid)]
+    pub session_id: String,
+    /// The reader.
+    pub user_id: i64,
+    /// The last message read.
+    #[schema(format = Uuid)]
+    pub message_id: String,
+    /// When it was marked.
+    #[schema(format = DateTime)]
+    pub read_at: String,
+}
+
+/// Moves the caller's read mark forward (never back) and emits a `read` event.
+#[utoipa::path(post, path = "/sessions/{id}/read", tag = "messages",
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+    request_body = MarkReadRequest,
+    responses(
+        (status = 200, body = inline(ApiResponse<ReadReceipt>)),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn mark_read(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Json(body): Json<MarkReadRequest>,
+) -> Result<Success<ReadReceipt>, AppError> {
+    let session = session_id(&id)?;
+    let body = body.ok_or_else(|| AppError::field("message_id", "is required"))?;
+    let message = MessageId::parse(&body.message_id).map_err(|e| AppError::field("message_id", e))?;
+    let mark = state.chat().mark_read(&caller, session, message).await?;
+    Ok(Success::ok(
+        "read mark saved",
+        ReadReceipt {
+            session_id: mark.session_id.to_string(),
+            user_id: mark.user_id.get(),
+            message_id: mark.message_id.to_string(),
+            read_at: mark.at.to_rfc3339(),
+        },
+    ))
 }

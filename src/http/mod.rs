@@ -1,17 +1,19 @@
 //! Where requests enter: the router, middleware and handlers.
 
-mod extract;
+mod agents;
+pub mod extract;
 mod health;
 mod messages;
 pub mod model;
 pub mod openapi;
 mod request_id;
-mod response;
+pub mod response;
 mod sessions;
 
 use crate::auth::Verifier;
 use crate::domain::access::AccessPolicy;
 use crate::error::AppError;
+use crate::realtime::Realtime;
 use crate::service::Livechat;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,16 +32,18 @@ struct Inner {
     chat: Livechat,
     verifier: Verifier,
     policy: AccessPolicy,
+    realtime: Arc<Realtime>,
 }
 
 impl AppState {
-    /// Bundles the use cases with the access machinery.
-    pub fn new(chat: Livechat, verifier: Verifier, policy: AccessPolicy) -> Self {
-        Self(Arc::new(Inner {
-            chat,
-            verifier,
-            policy,
-        }))
+    /// Bundles the use cases with the access and real-time machinery.
+    pub fn new(chat: Livechat, verifier: Verifier, policy: AccessPolicy, realtime: Arc<Realtime>) -> Self {
+        Self(Arc::new(Inner { chat, verifier, policy, realtime }))
+    }
+
+    /// This node's streams.
+    pub fn realtime(&self) -> &Arc<Realtime> {
+        &self.0.realtime
     }
 
     /// The use cases.
@@ -63,6 +67,8 @@ fn api() -> Router<AppState> {
     Router::new()
         .merge(sessions::router())
         .merge(messages::router())
+        .merge(agents::router())
+        .merge(crate::realtime::router())
         .route("/openapi.json", axum::routing::get(openapi::serve))
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -34,6 +34,9 @@ pub struct ChatSession {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub closed_at: Option<String>,
+    /// On lists only (additive field): messages from others after the caller's read mark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<i64>,
 }
 
 impl From<Session> for ChatSession {
@@ -47,6 +50,7 @@ impl From<Session> for ChatSession {
             updated_at: s.updated_at.to_rfc3339(),
             opened_by: s.opened_by.get(),
             closed_at: s.closed_at.map(|t| t.to_rfc3339()),
+            unread_count: s.unread_count,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use super::{messages, model, sessions};
+use super::{agents, messages, model, sessions};
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -11,7 +11,10 @@ use utoipa::{Modify, OpenApi};
     servers((url = "/api/livechat"), (url = "/api/vendor/livechat")),
     paths(
         sessions::create_session, sessions::list_sessions, sessions::get_session, sessions::close_session,
-        messages::send_message, messages::list_messages,
+        messages::send_message, messages::list_messages, messages::mark_read,
+        sessions::claim_session, sessions::transfer_session,
+        agents::list_inbox, agents::set_presence,
+        crate::realtime::routes::create_ticket,
     ),
     components(schemas(model::ChatSession, model::ChatMessage, model::Pagination, model::Meta,
         model::StartSessionRequest, model::SendMessageRequest, model::ErrorResponse)),
@@ -26,12 +29,7 @@ impl Modify for Bearer {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }

@@ -13,10 +13,7 @@ use tracing::Instrument;
 pub const HEADER: &str = "x-request-id";
 
 fn acceptable(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Wraps the request in a span and a task-local holding its id.
@@ -27,10 +24,7 @@ pub async fn scope(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable(v))
         .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -41,10 +35,7 @@ pub async fn scope(req: Request, next: Next) -> Response {
         user_id = tracing::field::Empty,
     );
     let started = Instant::now();
-    let mut res = REQUEST_ID
-        .scope(id.clone(), next.run(req))
-        .instrument(span.clone())
-        .await;
+    let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await;
     span.in_scope(|| {
         tracing::info!(
             status = res.status().as_u16(),

@@ -25,10 +25,7 @@ fn json_response<B: Serialize>(status: StatusCode, body: &B) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut res = (status, bytes).into_response();
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             res
         }
         Err(err) => {
@@ -50,21 +47,12 @@ pub struct Success<T> {
 impl<T: Serialize> Success<T> {
     /// 200 with `data`.
     pub fn ok(message: &'static str, data: T) -> Self {
-        Self {
-            status: StatusCode::OK,
-            message,
-            data,
-            pagination: None,
-            headers: Vec::new(),
-        }
+        Self { status: StatusCode::OK, message, data, pagination: None, headers: Vec::new() }
     }
 
     /// 201 with `data`.
     pub fn created(message: &'static str, data: T) -> Self {
-        Self {
-            status: StatusCode::CREATED,
-            ..Self::ok(message, data)
-        }
+        Self { status: StatusCode::CREATED, ..Self::ok(message, data) }
     }
 
     /// Adds `meta.pagination`.
@@ -105,14 +93,11 @@ impl AppError {
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
+            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::SessionAlreadyActive(_) => (StatusCode::BAD_REQUEST, "session_already_active"),
             Self::AgentOffline => (StatusCode::BAD_REQUEST, "agent_offline"),
-            Self::IdempotencyKeyReused => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
-            }
+            Self::AlreadyAssigned => (StatusCode::CONFLICT, "session_already_assigned"),
+            Self::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -124,19 +109,11 @@ impl IntoResponse for AppError {
         let (status, code) = self.status_and_code();
         let errors = match &self {
             Self::Validation(fields) => Some(fields.clone()),
-            Self::SessionAlreadyActive(id) => {
-                Some([("session_id".to_owned(), vec![id.to_string()])].into())
+            Self::SessionAlreadyActive(id) => Some([("session_id".to_owned(), vec![id.to_string()])].into()),
+            Self::AgentOffline => Some([("agent_id".to_owned(), vec!["agent is offline".to_owned()])].into()),
+            Self::IdempotencyKeyReused => {
+                Some([("Idempotency-Key".to_owned(), vec!["was already used with a different body".to_owned()])].into())
             }
-            Self::AgentOffline => {
-                Some([("agent_id".to_owned(), vec!["agent is offline".to_owned()])].into())
-            }
-            Self::IdempotencyKeyReused => Some(
-                [(
-                    "Idempotency-Key".to_owned(),
-                    vec!["was already used with a different body".to_owned()],
-                )]
-                .into(),
-            ),
             _ => None,
         };
         // Server-side failures are logged once, here, with the request id of the span.
@@ -145,22 +122,14 @@ impl IntoResponse for AppError {
             Self::Unavailable(cause) => tracing::warn!(error = %cause, "storage unavailable"),
             _ => {}
         }
-        let body = ErrorResponse {
-            success: false,
-            message: code.to_owned(),
-            data: None,
-            meta: meta(None),
-            errors,
-        };
+        let body = ErrorResponse { success: false, message: code.to_owned(), data: None, meta: meta(None), errors };
         let mut res = json_response(status, &body);
         match self {
             Self::Unauthorized => {
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Self::Unavailable(_) => {
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -20,6 +20,8 @@ pub fn router() -> Router<AppState> {
         .route("/sessions", post(create_session).get(list_sessions))
         .route("/sessions/{id}", get(get_session))
         .route("/sessions/{id}/close", post(close_session))
+        .route("/sessions/{id}/claim", post(claim_session))
+        .route("/sessions/{id}/transfer", post(transfer_session))
 }
 
 /// Opens the tenant's session.
@@ -74,9 +76,8 @@ pub async fn list_sessions(
     Query(q): Query<ListSessionsQuery>,
 ) -> Result<Success<Vec<ChatSession>>, AppError> {
     let mut problems = Problems::default();
-    let status = problems.optional("status", q.status.as_deref(), |s| {
-        SessionStatus::parse(s.trim()).ok_or("must be OPEN or CLOSED")
-    });
+    let status = problems
+        .optional("status", q.status.as_deref(), |s| SessionStatus::parse(s.trim()).ok_or("must be OPEN or CLOSED"));
     let agent_id = problems.optional("agent_id", q.agent_id.as_deref(), UserId::parse);
     let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
     let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
@@ -85,18 +86,7 @@ pub async fn list_sessions(
     // Both are Some here: finish() has returned any parse failure.
     let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
     let filter = SessionFilter { status, agent_id };
-    let page = state
-        .chat()
-        .list_sessions(
-            &caller,
-            &filter,
-            PageRequest {
-                limit,
-                direction,
-                cursor,
-            },
-        )
-        .await?;
+    let page = state.chat().list_sessions(&caller, &filter, PageRequest { limit, direction, cursor }).await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(ChatSession::from).collect();
     Ok(Success::ok("sessions listed", items).paginated(pagination))
@@ -130,9 +120,52 @@ pub async fn close_session(
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<Success<ChatSession>, AppError> {
-    let session = state
-        .chat()
-        .close_session(&caller, session_id(&id)?)
-        .await?;
+    let session = state.chat().close_session(&caller, session_id(&id)?).await?;
     Ok(Success::ok("session closed", session.into()))
+}
+
+/// Claims a queued session for the calling agent.
+#[utoipa::path(post, path = "/sessions/{id}/claim", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+    responses(
+        (status = 200, description = "Assigned to the caller", body = ApiResponse<ChatSession>),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
+        (status = 409, description = "`session_already_assigned`: another agent holds it", body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn claim_session(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Success<ChatSession>, AppError> {
+    let session = state.chat().claim_session(&caller, session_id(&id)?).await?;
+    Ok(Success::ok("session claimed", session.into()))
+}
+
+/// Body of `POST /sessions/:id/transfer`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct TransferRequest {
+    /// The online agent to hand the session to.
+    pub agent_id: i64,
+}
+
+/// Hands a session to another online agent.
+#[utoipa::path(post, path = "/sessions/{id}/transfer", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+    request_body = TransferRequest,
+    responses(
+        (status = 200, description = "Assigned to the named agent", body = ApiResponse<ChatSession>),
+        (status = 400, description = "`validation_error`, `agent_offline`", body = ErrorResponse),
+        (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn transfer_session(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Json(body): Json<TransferRequest>,
+) -> Result<Success<ChatSession>, AppError> {
+    let session = session_id(&id)?;
+    let body = body.ok_or_else(|| AppError::field("agent_id", "is required"))?;
+    let to = UserId::new(body.agent_id).map_err(|e| AppError::field("agent_id", e))?;
+    let session = state.chat().transfer_session(&caller, session, to).await?;
+    Ok(Success::ok("session transferred", session.into()))
 }

@@ -7,10 +7,13 @@
 //! resumes. The node never needs a restart.
 
 use super::{Store, StoreError};
-use crate::domain::ids::{MessageId, SessionId, TenantId};
+use crate::domain::access::AgentScope;
+use crate::domain::event::{ReadMark, StoredEvent};
+use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};
 use crate::domain::page::Scan;
-use crate::domain::session::{NewSession, Session, SessionFilter, SessionPosition};
+use crate::domain::session::{InboxPosition, NewSession, Session, SessionFilter, SessionPosition};
+use uuid::Uuid;
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 use std::future::Future;
@@ -52,11 +55,7 @@ impl Drop for ProbeGuard<'_> {
 impl Breaker {
     /// Wraps a store.
     pub fn new(inner: Arc<dyn Store>, retry_interval: Duration) -> Self {
-        Self {
-            inner,
-            state: Mutex::new(State::Closed),
-            retry_interval,
-        }
+        Self { inner, state: Mutex::new(State::Closed), retry_interval }
     }
 
     fn set(&self, state: State) {
@@ -72,21 +71,15 @@ impl Breaker {
                 *state = State::Probing;
                 Ok(true)
             }
-            State::Open(_) | State::Probing => Err(StoreError::Unavailable(anyhow::anyhow!(
-                "database unreachable; failing fast until it is back"
-            ))),
+            State::Open(_) | State::Probing => {
+                Err(StoreError::Unavailable(anyhow::anyhow!("database unreachable; failing fast until it is back")))
+            }
         }
     }
 
-    async fn call<T>(
-        &self,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    async fn call<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         let probe = self.admit()?;
-        let mut guard = ProbeGuard {
-            breaker: self,
-            armed: probe,
-        };
+        let mut guard = ProbeGuard { breaker: self, armed: probe };
         let result = fut.await;
         guard.armed = false;
         match &result {
@@ -116,23 +109,65 @@ impl Store for Breaker {
         self.call(self.inner.create_session(new)).await
     }
 
-    async fn get_session(
-        &self,
-        tenant: TenantId,
-        id: SessionId,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError> {
         self.call(self.inner.get_session(tenant, id)).await
     }
 
     async fn scan_sessions(
         &self,
         tenant: TenantId,
+        viewer: UserId,
         filter: &SessionFilter,
         scan: Scan<SessionPosition>,
         limit: u32,
     ) -> Result<Vec<Session>, StoreError> {
-        self.call(self.inner.scan_sessions(tenant, filter, scan, limit))
-            .await
+        self.call(self.inner.scan_sessions(tenant, viewer, filter, scan, limit)).await
+    }
+
+    async fn scan_inbox(
+        &self,
+        agent: UserId,
+        scope: &AgentScope,
+        scan: Scan<InboxPosition>,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.call(self.inner.scan_inbox(agent, scope, scan, limit)).await
+    }
+
+    async fn assign_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+        agent: UserId,
+        only_if_queued: bool,
+        at: Timestamp,
+    ) -> Result<Session, StoreError> {
+        self.call(self.inner.assign_session(tenant, id, agent, only_if_queued, at)).await
+    }
+
+    async fn events_after(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.call(self.inner.events_after(tenant, session, after, limit)).await
+    }
+
+    async fn event_seq(&self, tenant: TenantId, session: SessionId, id: Uuid) -> Result<Option<i64>, StoreError> {
+        self.call(self.inner.event_seq(tenant, session, id)).await
+    }
+
+    async fn mark_read(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        user: UserId,
+        message: MessageId,
+        at: Timestamp,
+    ) -> Result<Option<ReadMark>, StoreError> {
+        self.call(self.inner.mark_read(tenant, session, user, message, at)).await
     }
 
     async fn close_session(
@@ -165,11 +200,7 @@ impl Store for Breaker {
         scan: Scan<i64>,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        self.call(
-            self.inner
-                .scan_messages(tenant, session, filter, scan, limit),
-        )
-        .await
+        self.call(self.inner.scan_messages(tenant, session, filter, scan, limit)).await
     }
 
     async fn shutdown(&self) {
@@ -180,58 +211,68 @@ impl Store for Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A store whose ping result is scripted.
-    struct Flaky(Mutex<Vec<bool>>, Mutex<usize>);
+    /// The breaker's state machine, driven with scripted outcomes instead of a database.
+    async fn attempt(breaker: &Breaker, calls: &AtomicUsize, up: bool) -> Result<(), StoreError> {
+        breaker
+            .call(async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if up { Ok(()) } else { Err(StoreError::Unavailable(anyhow::anyhow!("down"))) }
+            })
+            .await
+    }
+
+    struct Nothing;
 
     #[async_trait]
-    impl Store for Flaky {
+    impl Store for Nothing {
         async fn ping(&self) -> Result<(), StoreError> {
-            *self.1.lock().unwrap() += 1;
-            let up = self.0.lock().unwrap().pop().unwrap_or(true);
-            if up {
-                Ok(())
-            } else {
-                Err(StoreError::Unavailable(anyhow::anyhow!("down")))
-            }
+            Ok(())
         }
         async fn create_session(&self, _: &NewSession) -> Result<Session, StoreError> {
-            unimplemented!()
+            Err(StoreError::SessionNotOpen)
         }
-        async fn get_session(
-            &self,
-            _: TenantId,
-            _: SessionId,
-        ) -> Result<Option<Session>, StoreError> {
-            unimplemented!()
+        async fn get_session(&self, _: TenantId, _: SessionId) -> Result<Option<Session>, StoreError> {
+            Ok(None)
         }
         async fn scan_sessions(
             &self,
             _: TenantId,
+            _: UserId,
             _: &SessionFilter,
             _: Scan<SessionPosition>,
             _: u32,
         ) -> Result<Vec<Session>, StoreError> {
-            unimplemented!()
+            Ok(Vec::new())
         }
-        async fn close_session(
+        async fn scan_inbox(
+            &self,
+            _: UserId,
+            _: &AgentScope,
+            _: Scan<InboxPosition>,
+            _: u32,
+        ) -> Result<Vec<Session>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn close_session(&self, _: TenantId, _: SessionId, _: Timestamp) -> Result<Option<Session>, StoreError> {
+            Ok(None)
+        }
+        async fn assign_session(
             &self,
             _: TenantId,
             _: SessionId,
+            _: UserId,
+            _: bool,
             _: Timestamp,
-        ) -> Result<Option<Session>, StoreError> {
-            unimplemented!()
+        ) -> Result<Session, StoreError> {
+            Err(StoreError::SessionNotOpen)
         }
         async fn append_message(&self, _: &NewMessage) -> Result<Appended, StoreError> {
-            unimplemented!()
+            Err(StoreError::SessionNotOpen)
         }
-        async fn message_seq(
-            &self,
-            _: TenantId,
-            _: SessionId,
-            _: MessageId,
-        ) -> Result<Option<i64>, StoreError> {
-            unimplemented!()
+        async fn message_seq(&self, _: TenantId, _: SessionId, _: MessageId) -> Result<Option<i64>, StoreError> {
+            Ok(None)
         }
         async fn scan_messages(
             &self,
@@ -241,30 +282,54 @@ mod tests {
             _: Scan<i64>,
             _: u32,
         ) -> Result<Vec<Message>, StoreError> {
-            unimplemented!()
+            Ok(Vec::new())
+        }
+        async fn events_after(&self, _: TenantId, _: SessionId, _: i64, _: u32) -> Result<Vec<StoredEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn event_seq(&self, _: TenantId, _: SessionId, _: Uuid) -> Result<Option<i64>, StoreError> {
+            Ok(None)
+        }
+        async fn mark_read(
+            &self,
+            _: TenantId,
+            _: SessionId,
+            _: UserId,
+            _: MessageId,
+            _: Timestamp,
+        ) -> Result<Option<ReadMark>, StoreError> {
+            Ok(None)
         }
         async fn shutdown(&self) {}
     }
 
     #[tokio::test]
     async fn fails_fast_after_an_outage_then_recovers_with_one_probe() {
-        // Results are popped from the end: down, then down again, then up.
-        let flaky = Arc::new(Flaky(Mutex::new(vec![true, false, false]), Mutex::new(0)));
-        let breaker = Breaker::new(flaky.clone(), Duration::from_millis(50));
-        assert!(breaker.ping().await.is_err());
+        let breaker = Breaker::new(Arc::new(Nothing), Duration::from_millis(50));
+        let calls = AtomicUsize::new(0);
+        assert!(attempt(&breaker, &calls, false).await.is_err());
         // Within the interval nothing reaches the database.
-        assert!(breaker.ping().await.is_err());
-        assert!(breaker.ping().await.is_err());
-        assert_eq!(*flaky.1.lock().unwrap(), 1);
+        assert!(attempt(&breaker, &calls, true).await.is_err());
+        assert!(attempt(&breaker, &calls, true).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert!(
-            breaker.ping().await.is_err(),
-            "the probe finds it still down"
-        );
-        assert_eq!(*flaky.1.lock().unwrap(), 2);
+        assert!(attempt(&breaker, &calls, false).await.is_err(), "the probe finds it still down");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert!(breaker.ping().await.is_ok(), "the probe finds it back");
-        assert!(breaker.ping().await.is_ok());
-        assert_eq!(*flaky.1.lock().unwrap(), 4);
+        assert!(attempt(&breaker, &calls, true).await.is_ok(), "the probe finds it back");
+        assert!(attempt(&breaker, &calls, true).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_probe_lets_the_next_request_probe() {
+        let breaker = Breaker::new(Arc::new(Nothing), Duration::from_millis(10));
+        let calls = AtomicUsize::new(0);
+        assert!(attempt(&breaker, &calls, false).await.is_err());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A probe that never completes (the client went away) is dropped.
+        let stuck = breaker.call(std::future::pending::<Result<(), StoreError>>());
+        assert!(tokio::time::timeout(Duration::from_millis(10), stuck).await.is_err());
+        assert!(attempt(&breaker, &calls, true).await.is_ok());
     }
 }

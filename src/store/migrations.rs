@@ -11,18 +11,16 @@ use std::pin::Pin;
 pub struct Embedded(&'static [(i64, &'static str, &'static str)]);
 
 /// The SQLite schema history.
-pub const SQLITE: Embedded = Embedded(&[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)]);
+pub const SQLITE: Embedded = Embedded(&[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "realtime", include_str!("../../migrations/sqlite/0002_realtime.sql")),
+]);
 
 /// The PostgreSQL schema history.
-pub const POSTGRES: Embedded = Embedded(&[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)]);
+pub const POSTGRES: Embedded = Embedded(&[
+    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "realtime", include_str!("../../migrations/postgres/0002_realtime.sql")),
+]);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>> {
@@ -30,13 +28,7 @@ impl MigrationSource<'static> for Embedded {
             .0
             .iter()
             .map(|(version, name, sql)| {
-                Migration::new(
-                    *version,
-                    Cow::Borrowed(*name),
-                    MigrationType::Simple,
-                    Cow::Borrowed(*sql),
-                    false,
-                )
+                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, Cow::Borrowed(*sql), false)
             })
             .collect();
         Box::pin(async move { Ok(migrations) })

@@ -3,12 +3,16 @@
 use super::StoreConfig;
 use super::migrations;
 use super::sql::{Dialect, QueryBuilder, SqlStore};
+use crate::domain::event::Notice;
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
 use sqlx::Postgres;
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use std::str::FromStr;
+
+/// The `LISTEN/NOTIFY` channel every node listens on.
+const CHANNEL: &str = "livechat";
 
 impl Dialect for Postgres {
     fn placeholder(n: usize, out: &mut String) {
@@ -28,20 +32,16 @@ impl Dialect for Postgres {
             pattern.push(c);
         }
         pattern.push('%');
-        qb.push(" AND message_folded LIKE ")
-            .push_bind(pattern)
-            .push(" ESCAPE '\\'");
+        qb.push(" AND message_folded LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
     }
+
+    const NOTIFY_CHANNEL: Option<&'static str> = Some(CHANNEL);
 
     fn is_transient(err: &dyn DatabaseError) -> bool {
         // Class 08 (connection), 53 (resources), 57 (operator intervention,
         // including statement timeout and shutdown), 40001/40P01 (retry).
         err.code().is_some_and(|c| {
-            c.starts_with("08")
-                || c.starts_with("53")
-                || c.starts_with("57")
-                || c == "40001"
-                || c == "40P01"
+            c.starts_with("08") || c.starts_with("53") || c.starts_with("57") || c == "40001" || c == "40P01"
         })
     }
 }
@@ -64,13 +64,55 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>>
         .context("cannot connect to PostgreSQL")?;
     if config.migrate {
         let migrator = migrations::migrator(migrations::POSTGRES).await?;
-        migrator
-            .run(&pool)
-            .await
-            .context("applying PostgreSQL migrations")?;
+        migrator.run(&pool).await.context("applying PostgreSQL migrations")?;
     }
-    Ok(SqlStore {
-        reader: pool.clone(),
-        writer: pool,
-    })
+    let store = SqlStore::new(pool.clone(), pool.clone());
+    let listener = spawn_listener(pool, store.notices.clone()).await?;
+    store.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(listener);
+    Ok(store)
+}
+
+/// Feeds every node-wide notice into this node's broadcast. The listener
+/// reconnects by itself after the database restarts; since notices sent
+/// meanwhile are lost, it then asks every subscriber to re-read ([`Notice::Resync`]).
+async fn spawn_listener(
+    pool: sqlx::PgPool,
+    notices: tokio::sync::broadcast::Sender<Notice>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut listener = PgListener::connect_with(&pool).await.context("cannot listen for notifications")?;
+    listener.listen(CHANNEL).await.context("LISTEN failed")?;
+    Ok(tokio::spawn(async move {
+        let mut connected = true;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    if !connected {
+                        connected = true;
+                        tracing::info!("notification listener reconnected");
+                        let _ = notices.send(Notice::Resync);
+                    }
+                    match serde_json::from_str::<Notice>(n.payload()) {
+                        Ok(notice) => {
+                            let _ = notices.send(notice);
+                        }
+                        Err(err) => tracing::warn!(error = %err, "ignoring malformed notification"),
+                    }
+                }
+                Ok(None) => {
+                    // Connection lost; the next call reconnects and re-listens.
+                    if connected {
+                        tracing::warn!("notification listener lost its connection");
+                        connected = false;
+                    }
+                }
+                Err(err) => {
+                    if connected {
+                        tracing::warn!(error = %err, "notification listener failed; retrying");
+                        connected = false;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }))
 }

@@ -28,18 +28,15 @@ impl Dialect for Sqlite {
             qb.push_bind(phrase).push(")");
         } else {
             // Too short for trigrams: scan the session's own rows (already narrowed by index).
-            qb.push(" AND instr(message_folded, ")
-                .push_bind(term.folded().to_owned())
-                .push(") > 0");
+            qb.push(" AND instr(message_folded, ").push_bind(term.folded().to_owned()).push(") > 0");
         }
     }
 
+    const NOTIFY_CHANNEL: Option<&'static str> = None;
+
     fn is_transient(err: &dyn DatabaseError) -> bool {
         // SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_IOERR (10), SQLITE_FULL (13) and their extended codes.
-        let primary = err
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .map(|c| c & 0xff);
+        let primary = err.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
         matches!(primary, Some(5 | 6 | 10 | 13))
     }
 }
@@ -54,31 +51,18 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
-    if let Some(dir) = options
-        .get_filename()
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
     }
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(config.acquire_timeout)
         .connect_with(options.clone())
         .await
-        .with_context(|| {
-            format!(
-                "cannot open SQLite database {}",
-                options.get_filename().display()
-            )
-        })?;
+        .with_context(|| format!("cannot open SQLite database {}", options.get_filename().display()))?;
     if config.migrate {
         let migrator = migrations::migrator(migrations::SQLITE).await?;
-        migrator
-            .run(&writer)
-            .await
-            .context("applying SQLite migrations")?;
+        migrator.run(&writer).await.context("applying SQLite migrations")?;
     }
     let reader = SqlitePoolOptions::new()
         .max_connections(config.max_connections.max(1))
@@ -86,5 +70,5 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
         .connect_with(options)
         .await
         .context("opening SQLite read connections")?;
-    Ok(SqlStore { reader, writer })
+    Ok(SqlStore::new(reader, writer))
 }

@@ -27,11 +27,7 @@ async fn access_matrix_holds_for_every_role_tenant_and_route(backend: Backend) {
     let member = User::member(3, own);
     let admin = User::with_tenant_role(4, own, "bumdes_admin");
     let outsider = User::outsider(5, own);
-    let nobody = User {
-        id: 6,
-        roles: vec!["admin".into()],
-        tenants: Default::default(),
-    };
+    let nobody = User { id: 6, roles: vec!["admin".into()], tenants: Default::default() };
 
     // (route, caller, tenant, expected status). Rows run in order: creates
     // first (tenant 12 already has its session), close last.
@@ -100,11 +96,7 @@ async fn access_matrix_holds_for_every_role_tenant_and_route(backend: Backend) {
             Route::Create => (Method::POST, "/sessions".to_owned(), None),
             Route::List => (Method::GET, "/sessions".to_owned(), None),
             Route::Get => (Method::GET, format!("/sessions/{session}"), None),
-            Route::Send => (
-                Method::POST,
-                format!("/sessions/{session}/messages"),
-                Some(json!({ "message": "halo" })),
-            ),
+            Route::Send => (Method::POST, format!("/sessions/{session}/messages"), Some(json!({ "message": "halo" }))),
             Route::ListMessages => (Method::GET, format!("/sessions/{session}/messages"), None),
             Route::Close => (Method::POST, format!("/sessions/{session}/close"), None),
         };
@@ -119,47 +111,25 @@ async fn access_matrix_holds_for_every_role_tenant_and_route(backend: Backend) {
             r.assert_error(403, "forbidden");
         }
     }
-    assert!(
-        failures.is_empty(),
-        "access matrix broken:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "access matrix broken:\n{}", failures.join("\n"));
 }
 
 async fn tenant_header_must_be_a_positive_integer(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let agent = User::agent(1);
     let send = |value: Option<&'static str>| {
-        let mut req = app
-            .client
-            .get(app.url("/sessions"))
-            .bearer_auth(agent.token());
+        let mut req = app.client.get(app.url("/sessions")).bearer_auth(agent.token());
         if let Some(v) = value {
             req = req.header("X-Tenant-ID", v);
         }
         app.raw(req)
     };
-    for value in [
-        None,
-        Some("0"),
-        Some("-3"),
-        Some("abc"),
-        Some("1.5"),
-        Some(""),
-        Some("99999999999999999999"),
-    ] {
+    for value in [None, Some("0"), Some("-3"), Some("abc"), Some("1.5"), Some(""), Some("99999999999999999999")] {
         let r = send(value).await;
         r.assert_error(400, "validation_error");
-        assert!(
-            !r.field_errors("X-Tenant-ID").is_empty(),
-            "{value:?}: {}",
-            r.body
-        );
+        assert!(!r.field_errors("X-Tenant-ID").is_empty(), "{value:?}: {}", r.body);
     }
     assert_eq!(send(Some("12")).await.status, 200);
 }
 
-conformance!(
-    access_matrix_holds_for_every_role_tenant_and_route,
-    tenant_header_must_be_a_positive_integer
-);
+conformance!(access_matrix_holds_for_every_role_tenant_and_route, tenant_header_must_be_a_positive_integer);

@@ -24,16 +24,10 @@ fn stderr(out: &Output) -> String {
 fn serve_refuses_to_start_without_a_signing_key() {
     let dir = TempDir::new();
     let url = format!("sqlite://{}/x.db", dir.path.display());
-    let out = livechat(
-        &["serve", "--bind", "127.0.0.1:0"],
-        &[("LIVECHAT_DATABASE_URL", &url)],
-    );
+    let out = livechat(&["serve", "--bind", "127.0.0.1:0"], &[("LIVECHAT_DATABASE_URL", &url)]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(
-        err.contains("LIVECHAT_JWT_SECRET") && err.contains("--dev"),
-        "{err}"
-    );
+    assert!(err.contains("LIVECHAT_JWT_SECRET") && err.contains("--dev"), "{err}");
 }
 
 /// Arguments, environment, and a fragment the error message must contain.
@@ -42,74 +36,24 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 #[test]
 fn bad_configuration_values_are_rejected_with_a_clear_message() {
     let cases: &[Case] = &[
+        (&["serve"], &[("LIVECHAT_JWT_SECRET", "short")], "at least 32 bytes"),
+        (&["serve", "--bind", "nowhere"], &[("LIVECHAT_JWT_SECRET", SECRET)], "--bind"),
         (
             &["serve"],
-            &[("LIVECHAT_JWT_SECRET", "short")],
-            "at least 32 bytes",
-        ),
-        (
-            &["serve", "--bind", "nowhere"],
-            &[("LIVECHAT_JWT_SECRET", SECRET)],
-            "--bind",
-        ),
-        (
-            &["serve"],
-            &[
-                ("LIVECHAT_JWT_SECRET", SECRET),
-                ("LIVECHAT_DATABASE_URL", "mysql://x"),
-            ],
+            &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_DATABASE_URL", "mysql://x")],
             "sqlite:// or postgres://",
         ),
+        (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_DB_ACQUIRE_TIMEOUT", "soon")], "acquire"),
+        (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_LOG_FORMAT", "xml")], "xml"),
+        (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_MAX_BODY_BYTES", "0")], "max-body-bytes"),
+        (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_ALLOWED_ROLES", "a,,b")], "allowed-roles"),
         (
             &["serve"],
-            &[
-                ("LIVECHAT_JWT_SECRET", SECRET),
-                ("LIVECHAT_DB_ACQUIRE_TIMEOUT", "soon"),
-            ],
-            "acquire",
-        ),
-        (
-            &["serve"],
-            &[
-                ("LIVECHAT_JWT_SECRET", SECRET),
-                ("LIVECHAT_LOG_FORMAT", "xml"),
-            ],
-            "xml",
-        ),
-        (
-            &["serve"],
-            &[
-                ("LIVECHAT_JWT_SECRET", SECRET),
-                ("LIVECHAT_MAX_BODY_BYTES", "0"),
-            ],
-            "max-body-bytes",
-        ),
-        (
-            &["serve"],
-            &[
-                ("LIVECHAT_JWT_SECRET", SECRET),
-                ("LIVECHAT_ALLOWED_ROLES", "a,,b"),
-            ],
-            "allowed-roles",
-        ),
-        (
-            &["serve"],
-            &[
-                ("LIVECHAT_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem"),
-                ("LIVECHAT_JWT_ALGORITHM", "RS256"),
-            ],
+            &[("LIVECHAT_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem"), ("LIVECHAT_JWT_ALGORITHM", "RS256")],
             "/nonexistent.pem",
         ),
-        (
-            &["serve"],
-            &[("LIVECHAT_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem")],
-            "algorithm",
-        ),
-        (
-            &["token", "--sub", "1", "--tenant", "twelve:admin"],
-            &[("LIVECHAT_JWT_SECRET", SECRET)],
-            "--tenant",
-        ),
+        (&["serve"], &[("LIVECHAT_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem")], "algorithm"),
+        (&["token", "--sub", "1", "--tenant", "twelve:admin"], &[("LIVECHAT_JWT_SECRET", SECRET)], "--tenant"),
         (&["token", "--sub", "1"], &[], "LIVECHAT_JWT_SECRET"),
     ];
     for (args, env, expected) in cases {
@@ -127,15 +71,7 @@ fn bad_configuration_values_are_rejected_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_subcommand_mints_a_token_the_server_accepts() {
     let out = livechat(
-        &[
-            "token",
-            "--sub",
-            "42",
-            "--tenant",
-            "12:koperasi_admin",
-            "--ttl",
-            "10m",
-        ],
+        &["token", "--sub", "42", "--tenant", "12:koperasi_admin", "--ttl", "10m"],
         &[("LIVECHAT_JWT_SECRET", SECRET)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -143,29 +79,14 @@ async fn token_subcommand_mints_a_token_the_server_accepts() {
     let db = TestDb::create(Backend::Sqlite).await;
     let node = Node::start(db.url(), &[]).await;
     let r = read(
-        node.client
-            .post(node.url("/sessions"))
-            .bearer_auth(&token)
-            .header("X-Tenant-ID", "12")
-            .send()
-            .await
-            .unwrap(),
+        node.client.post(node.url("/sessions")).bearer_auth(&token).header("X-Tenant-ID", "12").send().await.unwrap(),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.data()["opened_by"], 42);
-    assert!(
-        r.data().get("agent_id").is_none(),
-        "a koperasi_admin is a tenant user"
-    );
+    assert!(r.data().get("agent_id").is_none(), "a koperasi_admin is a tenant user");
     let r = read(
-        node.client
-            .get(node.url("/sessions"))
-            .bearer_auth(&token)
-            .header("X-Tenant-ID", "13")
-            .send()
-            .await
-            .unwrap(),
+        node.client.get(node.url("/sessions")).bearer_auth(&token).header("X-Tenant-ID", "13").send().await.unwrap(),
     )
     .await;
     r.assert_error(403, "forbidden");
@@ -199,9 +120,7 @@ async fn dev_mode_prints_tokens_and_a_curl_line_that_work() {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(60), read_banner)
-        .await
-        .expect("dev banner printed");
+    tokio::time::timeout(Duration::from_secs(60), read_banner).await.expect("dev banner printed");
     let text = banner.join("\n");
     let grab = |prefix: &str| {
         banner
@@ -212,27 +131,11 @@ async fn dev_mode_prints_tokens_and_a_curl_line_that_work() {
     let user_token = grab("export USER_TOKEN=");
     let agent_token = grab("export AGENT_TOKEN=");
     let curl = grab("curl ");
-    let url = curl
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "dev mode binds loopback only: {url}"
-    );
+    let url = curl.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "dev mode binds loopback only: {url}");
     // Run the printed curl line's request.
     let client = reqwest::Client::new();
-    let r = read(
-        client
-            .post(&url)
-            .bearer_auth(&user_token)
-            .header("X-Tenant-ID", "1")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = read(client.post(&url).bearer_auth(&user_token).header("X-Tenant-ID", "1").send().await.unwrap()).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let session = r.id();
     let r = read(
@@ -246,10 +149,7 @@ async fn dev_mode_prints_tokens_and_a_curl_line_that_work() {
     )
     .await;
     assert_eq!(r.status, 200, "the agent token is an agent: {}", r.body);
-    assert!(
-        dir.path.join("data").join("livechat.db").exists(),
-        "SQLite file in the data directory"
-    );
+    assert!(dir.path.join("data").join("livechat.db").exists(), "SQLite file in the data directory");
     child.kill().await.unwrap();
 }
 
@@ -258,16 +158,12 @@ async fn migrate_subcommand_prepares_a_database_for_nodes_that_skip_migrations()
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = TestDb::create(backend).await;
         let url = db.url().to_owned();
-        let out = tokio::task::spawn_blocking(move || {
-            livechat(&["migrate"], &[("LIVECHAT_DATABASE_URL", &url)])
-        })
-        .await
-        .unwrap();
+        let out = tokio::task::spawn_blocking(move || livechat(&["migrate"], &[("LIVECHAT_DATABASE_URL", &url)]))
+            .await
+            .unwrap();
         assert!(out.status.success(), "{backend:?}: {}", stderr(&out));
         let node = Node::start(db.url(), &[("LIVECHAT_NO_MIGRATE", "true")]).await;
-        let r = node
-            .post("/sessions", &crate::helpers::User::member(1, 5), 5, None)
-            .await;
+        let r = node.post("/sessions", &crate::helpers::User::member(1, 5), 5, None).await;
         assert_eq!(r.status, 201, "{backend:?}: {}", r.body);
         node.terminate().await;
     }

@@ -23,18 +23,10 @@ async fn two_nodes_on_one_database_share_one_world() {
     let seen_on_b = b.get(&format!("/sessions/{session}"), &agent, 12).await;
     assert_eq!(seen_on_b.status, 200);
     assert_eq!(seen_on_b.data(), opened.data());
-    let sent = b
-        .post(
-            &format!("/sessions/{session}/messages"),
-            &agent,
-            12,
-            Some(json!({ "message": "dari node B" })),
-        )
-        .await;
+    let sent =
+        b.post(&format!("/sessions/{session}/messages"), &agent, 12, Some(json!({ "message": "dari node B" }))).await;
     assert_eq!(sent.status, 201);
-    let listed = a
-        .get(&format!("/sessions/{session}/messages"), &user, 12)
-        .await;
+    let listed = a.get(&format!("/sessions/{session}/messages"), &user, 12).await;
     assert_eq!(listed.data()[0]["id"], sent.data()["id"]);
     // The open session is visible as "already active" from the other node.
     let again = b.post("/sessions", &agent, 12, None).await;
@@ -44,10 +36,7 @@ async fn two_nodes_on_one_database_share_one_world() {
     // Two nodes racing to open a session for one tenant: exactly one wins.
     let racers = futures::future::join_all((0..12).map(|i| {
         let node = if i % 2 == 0 { &a } else { &b };
-        async move {
-            node.post("/sessions", &User::member(200 + i, 13), 13, None)
-                .await
-        }
+        async move { node.post("/sessions", &User::member(200 + i, 13), 13, None).await }
     }))
     .await;
     assert_eq!(
@@ -80,31 +69,16 @@ async fn two_nodes_on_one_database_share_one_world() {
         let mut cursor = sent.id();
         let mut got = Vec::new();
         while got.len() < 160 {
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "poller saw {} of 160",
-                got.len()
-            );
+            assert!(started.elapsed() < Duration::from_secs(120), "poller saw {} of 160", got.len());
             let r = b
-                .get(
-                    &format!(
-                        "/sessions/{session}/messages?direction=after&limit=9&cursor={cursor}"
-                    ),
-                    &agent,
-                    12,
-                )
+                .get(&format!("/sessions/{session}/messages?direction=after&limit=9&cursor={cursor}"), &agent, 12)
                 .await;
             let mut page: Vec<(String, String)> = r
                 .data()
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|m| {
-                    (
-                        m["id"].as_str().unwrap().to_owned(),
-                        m["created_at"].as_str().unwrap().to_owned(),
-                    )
-                })
+                .map(|m| (m["id"].as_str().unwrap().to_owned(), m["created_at"].as_str().unwrap().to_owned()))
                 .collect();
             page.reverse();
             if let Some((id, _)) = page.last() {
@@ -119,31 +93,15 @@ async fn two_nodes_on_one_database_share_one_world() {
     let (_, polled) = tokio::join!(writers, poller);
     let ids: HashSet<&String> = polled.iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), 160, "no duplicates");
-    assert!(
-        polled.windows(2).all(|w| w[0].1 < w[1].1),
-        "commit order with strictly increasing created_at"
-    );
+    assert!(polled.windows(2).all(|w| w[0].1 < w[1].1), "commit order with strictly increasing created_at");
     let all = a
-        .get(
-            &format!(
-                "/sessions/{session}/messages?limit=100&direction=after&cursor={}",
-                sent.id()
-            ),
-            &agent,
-            12,
-        )
+        .get(&format!("/sessions/{session}/messages?limit=100&direction=after&cursor={}", sent.id()), &agent, 12)
         .await;
-    assert_eq!(
-        all.body["meta"]["pagination"]["has_prev"], true,
-        "more than one page of later messages"
-    );
+    assert_eq!(all.body["meta"]["pagination"]["has_prev"], true, "more than one page of later messages");
 
     let (status_a, _) = a.terminate().await;
     let (status_b, _) = b.terminate().await;
-    assert!(
-        status_a.success() && status_b.success(),
-        "nodes exit cleanly on SIGTERM"
-    );
+    assert!(status_a.success() && status_b.success(), "nodes exit cleanly on SIGTERM");
 }
 
 /// A private PostgreSQL cluster (initdb in a temporary directory, its own
@@ -158,19 +116,12 @@ impl PrivatePostgres {
     fn bin_dir() -> PathBuf {
         let root = Path::new("/usr/lib/postgresql");
         let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL server binaries are required under {}: {e}",
-                    root.display()
-                )
-            })
+            .unwrap_or_else(|e| panic!("PostgreSQL server binaries are required under {}: {e}", root.display()))
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
             .filter(|p| p.join("initdb").exists())
             .collect();
         versions.sort();
-        versions
-            .pop()
-            .expect("an initdb under /usr/lib/postgresql/*/bin")
+        versions.pop().expect("an initdb under /usr/lib/postgresql/*/bin")
     }
 
     /// Runs a PostgreSQL tool as the `postgres` user (initdb refuses root).
@@ -193,27 +144,12 @@ impl PrivatePostgres {
 
     fn start_new() -> Self {
         let dir = TempDir::new();
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir.path)
-            .status()
-            .expect("chown");
+        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir.path).status().expect("chown");
         assert!(status.success());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let pg = Self {
-            bin: Self::bin_dir(),
-            dir,
-            port,
-        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = Self { bin: Self::bin_dir(), dir, port };
         let data = pg.data();
-        pg.run(
-            "initdb",
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
-        );
+        pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]);
         pg.start();
         pg
     }
@@ -223,35 +159,14 @@ impl PrivatePostgres {
     }
 
     fn start(&self) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
-            self.port,
-            self.dir.path.display()
-        );
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on", self.port, self.dir.path.display());
         let log = self.dir.path.join("pg.log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &opts,
-                "-l",
-                &log,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"]);
     }
 
     /// Stops the server abruptly: no checkpoint, like a crash.
     fn crash(&self) {
-        self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        );
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
     }
 
     fn url(&self) -> String {
@@ -271,17 +186,9 @@ impl Drop for PrivatePostgres {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_recovers_by_itself_after_the_database_restarts() {
-    let pg = tokio::task::spawn_blocking(PrivatePostgres::start_new)
-        .await
-        .unwrap();
-    let node = Node::start(
-        &pg.url(),
-        &[
-            ("LIVECHAT_DB_ACQUIRE_TIMEOUT", "1s"),
-            ("LIVECHAT_DB_RETRY_INTERVAL", "300ms"),
-        ],
-    )
-    .await;
+    let pg = tokio::task::spawn_blocking(PrivatePostgres::start_new).await.unwrap();
+    let node =
+        Node::start(&pg.url(), &[("LIVECHAT_DB_ACQUIRE_TIMEOUT", "1s"), ("LIVECHAT_DB_RETRY_INTERVAL", "300ms")]).await;
     let user = User::member(100, 12);
     let session = node.post("/sessions", &user, 12, None).await.id();
     let mut acknowledged = Vec::new();
@@ -310,36 +217,17 @@ async fn node_recovers_by_itself_after_the_database_restarts() {
     for _ in 0..10 {
         let started = Instant::now();
         let r = node
-            .post(
-                &format!("/sessions/{session}/messages"),
-                &user,
-                12,
-                Some(json!({ "message": "saat mati" })),
-            )
+            .post(&format!("/sessions/{session}/messages"), &user, 12, Some(json!({ "message": "saat mati" })))
             .await;
         r.assert_error(503, "storage_unavailable");
         assert!(r.header("retry-after").is_some());
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "a request hung for {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "a request hung for {:?}", started.elapsed());
         if started.elapsed() < Duration::from_millis(200) {
             fast += 1;
         }
     }
-    assert!(
-        fast >= 5,
-        "most requests during the outage should fail fast, {fast} of 10 did"
-    );
-    let ready = read(
-        node.client
-            .get(format!("http://{}/readyz", node.addr))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert!(fast >= 5, "most requests during the outage should fail fast, {fast} of 10 did");
+    let ready = read(node.client.get(format!("http://{}/readyz", node.addr)).send().await.unwrap()).await;
     assert_eq!(ready.status, 503);
 
     let pg = tokio::task::spawn_blocking(move || {
@@ -352,58 +240,22 @@ async fn node_recovers_by_itself_after_the_database_restarts() {
     // Recovery without restarting the node.
     let started = Instant::now();
     loop {
-        let r = node
-            .get(
-                &format!("/sessions/{session}/messages?limit=100"),
-                &user,
-                12,
-            )
-            .await;
+        let r = node.get(&format!("/sessions/{session}/messages?limit=100"), &user, 12).await;
         if r.status == 200 {
-            let ids: Vec<String> = r
-                .data()
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["id"].as_str().unwrap().to_owned())
-                .collect();
+            let ids: Vec<String> =
+                r.data().as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
             let got: HashSet<&String> = ids.iter().collect();
-            assert!(
-                acknowledged.iter().all(|id| got.contains(id)),
-                "an acknowledged message was lost"
-            );
-            assert_eq!(
-                ids.len(),
-                acknowledged.len(),
-                "nothing half-written during the outage"
-            );
+            assert!(acknowledged.iter().all(|id| got.contains(id)), "an acknowledged message was lost");
+            assert_eq!(ids.len(), acknowledged.len(), "nothing half-written during the outage");
             break;
         }
         r.assert_error(503, "storage_unavailable");
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "node did not recover: {}",
-            r.body
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "node did not recover: {}", r.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r = node
-        .post(
-            &format!("/sessions/{session}/messages"),
-            &user,
-            12,
-            Some(json!({ "message": "sesudah" })),
-        )
-        .await;
+    let r = node.post(&format!("/sessions/{session}/messages"), &user, 12, Some(json!({ "message": "sesudah" }))).await;
     assert_eq!(r.status, 201);
-    let ready = read(
-        node.client
-            .get(format!("http://{}/readyz", node.addr))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let ready = read(node.client.get(format!("http://{}/readyz", node.addr)).send().await.unwrap()).await;
     assert_eq!(ready.status, 200);
     let (status, _) = node.terminate().await;
     assert!(status.success());

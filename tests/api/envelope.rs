@@ -17,61 +17,24 @@ async fn every_route_answers_identically_under_both_prefixes(backend: Backend) {
     let id = opened.id();
     for (one, other) in [(&a, &b), (&b, &a)] {
         let sent = one
-            .call(
-                Method::POST,
-                &format!("/sessions/{id}/messages"),
-                &user,
-                12,
-                Some(json!({ "message": "halo" })),
-            )
+            .call(Method::POST, &format!("/sessions/{id}/messages"), &user, 12, Some(json!({ "message": "halo" })))
             .await;
         assert_eq!(sent.status, 201, "{}", sent.body);
-        let listed = other
-            .call(
-                Method::GET,
-                &format!("/sessions/{id}/messages"),
-                &user,
-                12,
-                None,
-            )
-            .await;
+        let listed = other.call(Method::GET, &format!("/sessions/{id}/messages"), &user, 12, None).await;
         assert_eq!(listed.status, 200);
         assert_eq!(listed.data()[0]["id"], sent.data()["id"]);
-        let got = other
-            .call(Method::GET, &format!("/sessions/{id}"), &agent, 12, None)
-            .await;
+        let got = other.call(Method::GET, &format!("/sessions/{id}"), &agent, 12, None).await;
         assert_eq!(got.status, 200);
         let list = one.call(Method::GET, "/sessions", &agent, 12, None).await;
         assert_eq!(list.status, 200);
         assert_eq!(list.data()[0]["id"], id.as_str());
     }
-    let closed = b
-        .call(
-            Method::POST,
-            &format!("/sessions/{id}/close"),
-            &agent,
-            12,
-            None,
-        )
-        .await;
+    let closed = b.call(Method::POST, &format!("/sessions/{id}/close"), &agent, 12, None).await;
     assert_eq!(closed.status, 200);
-    let again = a
-        .call(
-            Method::POST,
-            &format!("/sessions/{id}/close"),
-            &agent,
-            12,
-            None,
-        )
-        .await;
+    let again = a.call(Method::POST, &format!("/sessions/{id}/close"), &agent, 12, None).await;
     assert_eq!(again.data(), closed.data());
     for prefix in PREFIXES {
-        let r = app
-            .raw(
-                app.client
-                    .get(format!("http://{}{prefix}/openapi.json", app.addr)),
-            )
-            .await;
+        let r = app.raw(app.client.get(format!("http://{}{prefix}/openapi.json", app.addr))).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body["openapi"], "3.1.0");
     }
@@ -79,15 +42,8 @@ async fn every_route_answers_identically_under_both_prefixes(backend: Backend) {
 
 async fn unknown_routes_and_methods_answer_with_the_envelope(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    for path in [
-        "/api/livechat/nope",
-        "/api/vendor/livechat/sessions/x/y/z",
-        "/nothing-here",
-        "/api/livechat",
-    ] {
-        let r = app
-            .raw(app.client.get(format!("http://{}{path}", app.addr)))
-            .await;
+    for path in ["/api/livechat/nope", "/api/vendor/livechat/sessions/x/y/z", "/nothing-here", "/api/livechat"] {
+        let r = app.raw(app.client.get(format!("http://{}{path}", app.addr))).await;
         r.assert_error(404, "not_found");
     }
     let id = uuid::Uuid::now_v7();
@@ -97,61 +53,27 @@ async fn unknown_routes_and_methods_answer_with_the_envelope(backend: Backend) {
         (Method::GET, format!("/sessions/{id}/close")),
         (Method::PATCH, format!("/sessions/{id}/messages")),
     ] {
-        let r = app
-            .raw(app.client.request(method.clone(), app.url(&path)))
-            .await;
+        let r = app.raw(app.client.request(method.clone(), app.url(&path))).await;
         r.assert_error(405, "method_not_allowed");
-        assert!(
-            r.header("allow").is_some(),
-            "{method} {path} has no Allow header"
-        );
+        assert!(r.header("allow").is_some(), "{method} {path} has no Allow header");
     }
 }
 
 async fn bodies_must_be_json_and_within_the_size_limit(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        TestOptions {
-            max_body_bytes: 1024,
-            ..TestOptions::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(backend, TestOptions { max_body_bytes: 1024, ..TestOptions::default() }).await;
     let user = User::member(100, 12);
     let session = app.open_session(&user, 12).await;
     let url = app.url(&format!("/sessions/{session}/messages"));
-    let base = || {
-        app.client
-            .post(&url)
-            .bearer_auth(user.token())
-            .header("X-Tenant-ID", "12")
-    };
-    app.raw(base().header("content-type", "text/plain").body("halo"))
-        .await
-        .assert_error(415, "unsupported_media_type");
-    app.raw(base().body("{\"message\":\"no content type\"}"))
-        .await
-        .assert_error(415, "unsupported_media_type");
+    let base = || app.client.post(&url).bearer_auth(user.token()).header("X-Tenant-ID", "12");
+    app.raw(base().header("content-type", "text/plain").body("halo")).await.assert_error(415, "unsupported_media_type");
+    app.raw(base().body("{\"message\":\"no content type\"}")).await.assert_error(415, "unsupported_media_type");
     let big = json!({ "message": "x".repeat(2_000) }).to_string();
-    app.raw(base().header("content-type", "application/json").body(big))
-        .await
-        .assert_error(413, "payload_too_large");
-    let r = app
-        .raw(
-            base()
-                .header("content-type", "application/json")
-                .body("{\"message\": "),
-        )
-        .await;
+    app.raw(base().header("content-type", "application/json").body(big)).await.assert_error(413, "payload_too_large");
+    let r = app.raw(base().header("content-type", "application/json").body("{\"message\": ")).await;
     r.assert_error(400, "validation_error");
     assert!(!r.field_errors("body").is_empty());
-    let r = app
-        .raw(
-            base()
-                .header("content-type", "application/json; charset=utf-8")
-                .body("{\"message\":\"ok\"}"),
-        )
-        .await;
+    let r =
+        app.raw(base().header("content-type", "application/json; charset=utf-8").body("{\"message\":\"ok\"}")).await;
     assert_eq!(r.status, 201, "a charset parameter is fine");
     // Responses are JSON whatever Accept says.
     let r = app
@@ -184,24 +106,13 @@ async fn request_ids_are_echoed_or_generated(backend: Backend) {
     let ts = r.body["meta"]["timestamp"].as_str().unwrap();
     assert!(ts.ends_with('Z') && ts.len() == 27, "{ts}");
     // An unacceptable id is replaced, on errors too.
-    let r = app
-        .raw(
-            app.client
-                .get(app.url("/sessions"))
-                .header("X-Request-ID", "bad id with spaces"),
-        )
-        .await;
+    let r = app.raw(app.client.get(app.url("/sessions")).header("X-Request-ID", "bad id with spaces")).await;
     r.assert_error(401, "unauthorized");
     let generated = r.header("x-request-id").unwrap().to_owned();
     assert_ne!(generated, "bad id with spaces");
     assert_eq!(r.body["meta"]["request_id"], generated.as_str());
-    let r = app
-        .raw(app.client.get(format!("http://{}/nowhere", app.addr)))
-        .await;
-    assert_eq!(
-        r.body["meta"]["request_id"].as_str(),
-        r.header("x-request-id")
-    );
+    let r = app.raw(app.client.get(format!("http://{}/nowhere", app.addr))).await;
+    assert_eq!(r.body["meta"]["request_id"].as_str(), r.header("x-request-id"));
 }
 
 async fn internal_failures_are_500_without_internals(backend: Backend) {
@@ -213,27 +124,15 @@ async fn internal_failures_are_500_without_internals(backend: Backend) {
         Backend::Sqlite => {
             use sqlx::Connection;
             let mut conn = sqlx::SqliteConnection::connect(app.db.url()).await.unwrap();
-            sqlx::Executor::execute(
-                &mut conn,
-                "DROP TABLE idempotency_keys; DROP TABLE messages",
-            )
-            .await
-            .unwrap();
+            sqlx::Executor::execute(&mut conn, "DROP TABLE idempotency_keys; DROP TABLE messages").await.unwrap();
         }
         Backend::Postgres => {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(app.db.url()).await.unwrap();
-            sqlx::Executor::execute(
-                &mut conn,
-                "DROP TABLE idempotency_keys; DROP TABLE messages",
-            )
-            .await
-            .unwrap();
+            sqlx::Executor::execute(&mut conn, "DROP TABLE idempotency_keys; DROP TABLE messages").await.unwrap();
         }
     }
-    let r = app
-        .get(&format!("/sessions/{session}/messages"), &user, 12)
-        .await;
+    let r = app.get(&format!("/sessions/{session}/messages"), &user, 12).await;
     r.assert_error(500, "internal_error");
     assert!(r.body["errors"].is_null());
     let text = r.body.to_string().to_lowercase();
@@ -244,13 +143,9 @@ async fn internal_failures_are_500_without_internals(backend: Backend) {
 
 async fn health_and_readiness_answer_without_a_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let r = app
-        .raw(app.client.get(format!("http://{}/healthz", app.addr)))
-        .await;
+    let r = app.raw(app.client.get(format!("http://{}/healthz", app.addr))).await;
     assert_eq!(r.status, 200);
-    let r = app
-        .raw(app.client.get(format!("http://{}/readyz", app.addr)))
-        .await;
+    let r = app.raw(app.client.get(format!("http://{}/readyz", app.addr))).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["storage"], "ok");
 }

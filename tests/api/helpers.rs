@@ -5,6 +5,7 @@
 use livechat::app::{Application, Settings};
 use livechat::auth::{AuthConfig, KeySource, MintClaims, Secret, mint_hs256};
 use livechat::domain::access::AccessPolicy;
+use livechat::realtime::RealtimeSettings;
 use livechat::service::Limits;
 use livechat::store::StoreConfig;
 use reqwest::Method;
@@ -52,14 +53,8 @@ impl TestDb {
                 sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
                     .await
                     .expect("create test database");
-                let base = admin
-                    .rsplit_once('/')
-                    .map(|(b, _)| b.to_owned())
-                    .expect("admin URL has a database");
-                Self::Postgres {
-                    url: format!("{base}/{name}"),
-                    name,
-                }
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).expect("admin URL has a database");
+                Self::Postgres { url: format!("{base}/{name}"), name }
             }
         }
     }
@@ -89,10 +84,7 @@ impl Drop for TestDb {
             let name = name.clone();
             // Drop runs inside the test's runtime; use a thread with its own.
             let done = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 rt.block_on(async {
                     let mut conn = connect_pg(&pg_admin_url()).await;
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
@@ -113,8 +105,7 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("livechat-test-{}", uuid::Uuid::now_v7().simple()));
+        let path = std::env::temp_dir().join(format!("livechat-test-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&path).expect("temp dir");
         Self { path }
     }
@@ -137,11 +128,7 @@ pub struct User {
 impl User {
     /// A platform support agent (every tenant).
     pub fn agent(id: i64) -> Self {
-        Self {
-            id,
-            roles: vec!["support_agent".into()],
-            tenants: HashMap::new(),
-        }
+        Self { id, roles: vec!["support_agent".into()], tenants: HashMap::new() }
     }
 
     /// A support agent of one tenant only.
@@ -160,11 +147,7 @@ impl User {
     }
 
     pub fn with_tenant_role(id: i64, tenant: i64, role: &str) -> Self {
-        Self {
-            id,
-            roles: Vec::new(),
-            tenants: HashMap::from([(tenant.to_string(), vec![role.to_owned()])]),
-        }
+        Self { id, roles: Vec::new(), tenants: HashMap::from([(tenant.to_string(), vec![role.to_owned()])]) }
     }
 
     /// A valid HS256 token for this user.
@@ -209,10 +192,7 @@ impl Resp {
 
     /// `data.id` as a string.
     pub fn id(&self) -> String {
-        self.body["data"]["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no data.id in {}", self.body))
-            .to_owned()
+        self.body["data"]["id"].as_str().unwrap_or_else(|| panic!("no data.id in {}", self.body)).to_owned()
     }
 
     /// Asserts the status and the error code, and that it is a proper error envelope.
@@ -230,11 +210,7 @@ impl Resp {
     pub fn field_errors(&self, field: &str) -> Vec<String> {
         self.body["errors"][field]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default()
     }
 }
@@ -246,6 +222,8 @@ pub struct TestOptions {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub max_body_bytes: usize,
+    pub presence_ttl: Duration,
+    pub realtime: RealtimeSettings,
 }
 
 impl Default for TestOptions {
@@ -255,6 +233,14 @@ impl Default for TestOptions {
             issuer: None,
             audience: None,
             max_body_bytes: 16 * 1024,
+            presence_ttl: Duration::from_secs(10),
+            realtime: RealtimeSettings {
+                ping_interval: Duration::from_millis(500),
+                idle_timeout: Duration::from_secs(5),
+                write_timeout: Duration::from_secs(2),
+                queue: 64,
+                typing_interval: Duration::from_millis(200),
+            },
         }
     }
 }
@@ -289,9 +275,8 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         },
         policy: AccessPolicy::default(),
         max_body_bytes: options.max_body_bytes,
-        limits: Limits {
-            max_message_chars: 4_000,
-        },
+        limits: Limits { max_message_chars: 4_000, presence_ttl: options.presence_ttl, ticket_ttl: Duration::from_secs(30) },
+        realtime: options.realtime,
         shutdown_timeout: Duration::from_secs(5),
     }
 }
@@ -303,9 +288,7 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Self {
         let db = TestDb::create(backend).await;
-        let app = Application::build(settings(db.url(), &options))
-            .await
-            .expect("server builds");
+        let app = Application::build(settings(db.url(), &options)).await.expect("server builds");
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
@@ -315,10 +298,7 @@ impl TestApp {
             addr,
 
             prefix: "/api/livechat",
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
             stop: Some(stop),
             server: Some(server),
             db,
@@ -335,17 +315,8 @@ impl TestApp {
     }
 
     /// Sends a request as `user` in `tenant` with an optional JSON body.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        user: &User,
-        tenant: i64,
-        body: Option<Value>,
-    ) -> Resp {
-        self.with_prefix(self.prefix)
-            .call(method, path, user, tenant, body)
-            .await
+    pub async fn call(&self, method: Method, path: &str, user: &User, tenant: i64, body: Option<Value>) -> Resp {
+        self.with_prefix(self.prefix).call(method, path, user, tenant, body).await
     }
 
     pub async fn get(&self, path: &str, user: &User, tenant: i64) -> Resp {
@@ -363,15 +334,18 @@ impl TestApp {
         r.id()
     }
 
+    /// Puts an agent online through `PUT /agents/me/presence`.
+    pub async fn set_online(&self, agent: &User) {
+        let r = self
+            .raw(self.client.put(self.url("/agents/me/presence")).bearer_auth(agent.token()).json(&serde_json::json!({ "status": "online" })))
+            .await;
+        assert_eq!(r.status, 200, "set online: {}", r.body);
+    }
+
     /// Sends a message and returns the response, asserting success.
     pub async fn send(&self, session: &str, user: &User, tenant: i64, text: &str) -> Resp {
         let r = self
-            .post(
-                &format!("/sessions/{session}/messages"),
-                user,
-                tenant,
-                Some(serde_json::json!({ "message": text })),
-            )
+            .post(&format!("/sessions/{session}/messages"), user, tenant, Some(serde_json::json!({ "message": text })))
             .await;
         assert_eq!(r.status, 201, "send: {}", r.body);
         r
@@ -419,14 +393,7 @@ impl PrefixedApp<'_> {
         format!("http://{}{}{}", self.app.addr, self.prefix, path)
     }
 
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        user: &User,
-        tenant: i64,
-        body: Option<Value>,
-    ) -> Resp {
+    pub async fn call(&self, method: Method, path: &str, user: &User, tenant: i64, body: Option<Value>) -> Resp {
         let mut req = self
             .app
             .client
@@ -444,17 +411,9 @@ pub async fn read(res: reqwest::Response) -> Resp {
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let bytes = res.bytes().await.expect("body");
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        panic!(
-            "status {status}: body is not JSON: {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {:?}", String::from_utf8_lossy(&bytes)));
+    Resp { status, headers, body }
 }
 
 /// Runs a test body on both backends: `conformance!(name, …)` turns each

@@ -1,10 +1,6 @@
 //! The conformance suite: every test runs against the real server over HTTP,
 //! once on SQLite and once on PostgreSQL.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests fail loudly by design"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 
 mod helpers;
 mod node;
@@ -15,6 +11,7 @@ mod cli;
 mod cluster;
 mod envelope;
 mod messages;
+mod openapi;
 mod pagination;
 mod sessions;
 mod typescript;

@@ -5,51 +5,29 @@ use crate::helpers::{Backend, TestApp, User};
 use serde_json::{Value, json};
 
 fn ids(r: &crate::helpers::Resp) -> Vec<String> {
-    r.data()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect()
+    r.data().as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
 }
 
 fn texts(r: &crate::helpers::Resp) -> Vec<String> {
-    r.data()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message"].as_str().unwrap().to_owned())
-        .collect()
+    r.data().as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap().to_owned()).collect()
 }
 
 async fn sent_message_is_returned_whole_and_moves_the_session(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = User::member(100, 12);
     let session = app.open_session(&user, 12).await;
-    let r = app
-        .send(&session, &user, 12, "  Halo, saya butuh bantuan  ")
-        .await;
+    let r = app.send(&session, &user, 12, "  Halo, saya butuh bantuan  ").await;
     let m = r.data();
     assert_eq!(m["session_id"], session.as_str());
     assert_eq!(m["sender_id"], 100);
     assert_eq!(m["message"], "Halo, saya butuh bantuan", "stored trimmed");
-    assert_eq!(
-        uuid::Uuid::parse_str(m["id"].as_str().unwrap())
-            .unwrap()
-            .get_version_num(),
-        7
-    );
+    assert_eq!(uuid::Uuid::parse_str(m["id"].as_str().unwrap()).unwrap().get_version_num(), 7);
     let created = m["created_at"].as_str().unwrap();
-    assert!(
-        created.ends_with('Z') && created.len() == "2026-11-26T08:00:00.123456Z".len(),
-        "{created}"
-    );
+    assert!(created.ends_with('Z') && created.len() == "2026-11-26T08:00:00.123456Z".len(), "{created}");
     let s = app.get(&format!("/sessions/{session}"), &user, 12).await;
     assert_eq!(s.data()["updated_at"], created);
     // The agent writes in the same session.
-    let r = app
-        .send(&session, &User::agent(1), 12, "Siap membantu")
-        .await;
+    let r = app.send(&session, &User::agent(1), 12, "Siap membantu").await;
     assert_eq!(r.data()["sender_id"], 1);
 }
 
@@ -75,21 +53,10 @@ async fn invalid_messages_are_rejected_per_field(backend: Backend) {
     r.assert_error(400, "validation_error");
     assert!(!r.field_errors("message").is_empty());
     // Exactly 4,000 characters (multi-byte) is fine.
-    let r = app
-        .post(
-            &path,
-            &user,
-            12,
-            Some(json!({ "message": "é".repeat(4_000) })),
-        )
-        .await;
+    let r = app.post(&path, &user, 12, Some(json!({ "message": "é".repeat(4_000) }))).await;
     assert_eq!(r.status, 201);
     let list = app.get(&format!("{path}?limit=100"), &user, 12).await;
-    assert_eq!(
-        list.data().as_array().unwrap().len(),
-        1,
-        "rejected messages were not stored"
-    );
+    assert_eq!(list.data().as_array().unwrap().len(), 1, "rejected messages were not stored");
 }
 
 async fn closed_session_rejects_new_messages_with_404_but_stays_readable(backend: Backend) {
@@ -97,51 +64,19 @@ async fn closed_session_rejects_new_messages_with_404_but_stays_readable(backend
     let user = User::member(100, 12);
     let session = app.open_session(&user, 12).await;
     app.send(&session, &user, 12, "sebelum ditutup").await;
-    assert_eq!(
-        app.post(
-            &format!("/sessions/{session}/close"),
-            &User::agent(1),
-            12,
-            None
-        )
-        .await
-        .status,
-        200
-    );
-    let r = app
-        .post(
-            &format!("/sessions/{session}/messages"),
-            &user,
-            12,
-            Some(json!({ "message": "halo?" })),
-        )
-        .await;
+    assert_eq!(app.post(&format!("/sessions/{session}/close"), &User::agent(1), 12, None).await.status, 200);
+    let r = app.post(&format!("/sessions/{session}/messages"), &user, 12, Some(json!({ "message": "halo?" }))).await;
     r.assert_error(404, "not_found");
-    let r = app
-        .get(&format!("/sessions/{session}/messages"), &user, 12)
-        .await;
+    let r = app.get(&format!("/sessions/{session}/messages"), &user, 12).await;
     assert_eq!(r.status, 200);
     assert_eq!(texts(&r), vec!["sebelum ditutup"]);
     // Unknown session and another tenant's session: 404 for both verbs.
     let unknown = uuid::Uuid::now_v7();
-    app.post(
-        &format!("/sessions/{unknown}/messages"),
-        &user,
-        12,
-        Some(json!({ "message": "x" })),
-    )
-    .await
-    .assert_error(404, "not_found");
-    app.get(&format!("/sessions/{unknown}/messages"), &user, 12)
+    app.post(&format!("/sessions/{unknown}/messages"), &user, 12, Some(json!({ "message": "x" })))
         .await
         .assert_error(404, "not_found");
-    app.get(
-        &format!("/sessions/{session}/messages"),
-        &User::agent(1),
-        13,
-    )
-    .await
-    .assert_error(404, "not_found");
+    app.get(&format!("/sessions/{unknown}/messages"), &user, 12).await.assert_error(404, "not_found");
+    app.get(&format!("/sessions/{session}/messages"), &User::agent(1), 13).await.assert_error(404, "not_found");
 }
 
 async fn idempotent_retry_returns_the_original_and_stores_nothing_new(backend: Backend) {
@@ -167,120 +102,48 @@ async fn idempotent_retry_returns_the_original_and_stores_nothing_new(backend: B
     let reused = app.raw(send("retry-1", "pesan lain", &user)).await;
     reused.assert_error(422, "idempotency_key_reused");
     // The key is per sender: another sender may use the same key.
-    let other = app
-        .raw(send("retry-1", "pesan penting", &User::agent(1)))
-        .await;
+    let other = app.raw(send("retry-1", "pesan penting", &User::agent(1))).await;
     assert_eq!(other.status, 201);
     assert_ne!(other.id(), first.id());
     // Concurrent retries of one key still create exactly one message.
-    let racers =
-        futures::future::join_all((0..8).map(|_| app.raw(send("race", "sekali saja", &user))))
-            .await;
-    assert!(
-        racers.iter().all(|r| r.status == 201),
-        "{:?}",
-        racers.iter().map(|r| r.status).collect::<Vec<_>>()
-    );
+    let racers = futures::future::join_all((0..8).map(|_| app.raw(send("race", "sekali saja", &user)))).await;
+    assert!(racers.iter().all(|r| r.status == 201), "{:?}", racers.iter().map(|r| r.status).collect::<Vec<_>>());
     let distinct: std::collections::HashSet<String> = racers.iter().map(|r| r.id()).collect();
     assert_eq!(distinct.len(), 1);
-    let list = app
-        .get(
-            &format!("/sessions/{session}/messages?limit=100"),
-            &user,
-            12,
-        )
-        .await;
+    let list = app.get(&format!("/sessions/{session}/messages?limit=100"), &user, 12).await;
     assert_eq!(list.data().as_array().unwrap().len(), 3);
     // A retry that arrives after the session closed still gets the original.
-    assert_eq!(
-        app.post(
-            &format!("/sessions/{session}/close"),
-            &User::agent(1),
-            12,
-            None
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(app.post(&format!("/sessions/{session}/close"), &User::agent(1), 12, None).await.status, 200);
     let late = app.raw(send("retry-1", "pesan penting", &user)).await;
     assert_eq!(late.status, 201, "{}", late.body);
     assert_eq!(late.header("idempotent-replayed"), Some("true"));
     assert_eq!(late.data(), first.data());
-    app.raw(send("fresh-key", "pesan baru", &user))
-        .await
-        .assert_error(404, "not_found");
+    app.raw(send("fresh-key", "pesan baru", &user)).await.assert_error(404, "not_found");
     // Bad keys are a validation error.
     let long_key: &'static str = Box::leak("k".repeat(256).into_boxed_str());
-    app.raw(send(long_key, "x", &user))
-        .await
-        .assert_error(400, "validation_error");
+    app.raw(send(long_key, "x", &user)).await.assert_error(400, "validation_error");
 }
 
 async fn term_search_is_a_literal_case_insensitive_substring(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = User::member(100, 12);
     let session = app.open_session(&user, 12).await;
-    for text in [
-        "Diskon 50% untuk ANGGOTA",
-        "diskon_khusus",
-        "Tidak ada diskon",
-        "ÉTÉ promo",
-        "lain",
-    ] {
+    for text in ["Diskon 50% untuk ANGGOTA", "diskon_khusus", "Tidak ada diskon", "ÉTÉ promo", "lain"] {
         app.send(&session, &user, 12, text).await;
     }
     let path = format!("/sessions/{session}/messages?limit=100&term=");
     let q = |term: &str| format!("{path}{}", urlencode(term));
     let r = app.get(&q("DISKON"), &user, 12).await;
-    assert_eq!(
-        texts(&r),
-        vec![
-            "Tidak ada diskon",
-            "diskon_khusus",
-            "Diskon 50% untuk ANGGOTA"
-        ]
-    );
-    assert_eq!(
-        texts(&app.get(&q("50%"), &user, 12).await),
-        vec!["Diskon 50% untuk ANGGOTA"]
-    );
-    assert_eq!(
-        texts(&app.get(&q("n_k"), &user, 12).await),
-        vec!["diskon_khusus"]
-    );
-    assert!(
-        texts(&app.get(&q("d%n"), &user, 12).await).is_empty(),
-        "% is literal"
-    );
-    assert_eq!(
-        texts(&app.get(&q("été"), &user, 12).await),
-        vec!["ÉTÉ promo"]
-    );
-    assert_eq!(
-        texts(&app.get(&q("l"), &user, 12).await),
-        vec!["lain"],
-        "one-character terms work too"
-    );
-    assert_eq!(
-        texts(&app.get(&q("É"), &user, 12).await),
-        vec!["ÉTÉ promo"],
-        "and fold case beyond ASCII"
-    );
-    assert_eq!(
-        texts(&app.get(&q("Kh"), &user, 12).await),
-        vec!["diskon_khusus"],
-        "two characters"
-    );
-    assert_eq!(
-        texts(&app.get(&q(" anggota "), &user, 12).await),
-        vec!["Diskon 50% untuk ANGGOTA"],
-        "trimmed"
-    );
-    assert_eq!(
-        texts(&app.get(&q("\"quoted\""), &user, 12).await),
-        Vec::<String>::new()
-    );
+    assert_eq!(texts(&r), vec!["Tidak ada diskon", "diskon_khusus", "Diskon 50% untuk ANGGOTA"]);
+    assert_eq!(texts(&app.get(&q("50%"), &user, 12).await), vec!["Diskon 50% untuk ANGGOTA"]);
+    assert_eq!(texts(&app.get(&q("n_k"), &user, 12).await), vec!["diskon_khusus"]);
+    assert!(texts(&app.get(&q("d%n"), &user, 12).await).is_empty(), "% is literal");
+    assert_eq!(texts(&app.get(&q("été"), &user, 12).await), vec!["ÉTÉ promo"]);
+    assert_eq!(texts(&app.get(&q("l"), &user, 12).await), vec!["lain"], "one-character terms work too");
+    assert_eq!(texts(&app.get(&q("É"), &user, 12).await), vec!["ÉTÉ promo"], "and fold case beyond ASCII");
+    assert_eq!(texts(&app.get(&q("Kh"), &user, 12).await), vec!["diskon_khusus"], "two characters");
+    assert_eq!(texts(&app.get(&q(" anggota "), &user, 12).await), vec!["Diskon 50% untuk ANGGOTA"], "trimmed");
+    assert_eq!(texts(&app.get(&q("\"quoted\""), &user, 12).await), Vec::<String>::new());
     for bad in ["", "   ", &"a".repeat(201)] {
         let r = app.get(&q(bad), &user, 12).await;
         r.assert_error(400, "validation_error");
@@ -296,54 +159,21 @@ async fn sender_and_date_filters_are_inclusive_and_round_trip(backend: Backend) 
     let mut sent: Vec<Value> = Vec::new();
     for i in 0..6 {
         let who = if i % 2 == 0 { &user } else { &agent };
-        sent.push(
-            app.send(&session, who, 12, &format!("m{i}"))
-                .await
-                .data()
-                .clone(),
-        );
+        sent.push(app.send(&session, who, 12, &format!("m{i}")).await.data().clone());
     }
     let base = format!("/sessions/{session}/messages?limit=100");
     let r = app.get(&format!("{base}&sender_id=1"), &user, 12).await;
     assert_eq!(texts(&r), vec!["m5", "m3", "m1"]);
     let start = sent[1]["created_at"].as_str().unwrap();
     let end = sent[3]["created_at"].as_str().unwrap();
-    let r = app
-        .get(
-            &format!("{base}&start_date={start}&end_date={end}"),
-            &user,
-            12,
-        )
-        .await;
-    assert_eq!(
-        texts(&r),
-        vec!["m3", "m2", "m1"],
-        "bounds are inclusive and exact to the microsecond"
-    );
-    let r = app
-        .get(
-            &format!("{base}&start_date={start}&end_date={end}&sender_id=100"),
-            &user,
-            12,
-        )
-        .await;
+    let r = app.get(&format!("{base}&start_date={start}&end_date={end}"), &user, 12).await;
+    assert_eq!(texts(&r), vec!["m3", "m2", "m1"], "bounds are inclusive and exact to the microsecond");
+    let r = app.get(&format!("{base}&start_date={start}&end_date={end}&sender_id=100"), &user, 12).await;
     assert_eq!(texts(&r), vec!["m2"]);
-    let r = app
-        .get(
-            &format!("{base}&start_date={end}&end_date={end}"),
-            &user,
-            12,
-        )
-        .await;
+    let r = app.get(&format!("{base}&start_date={end}&end_date={end}"), &user, 12).await;
     assert_eq!(texts(&r), vec!["m3"]);
     // The same instant in another offset matches too.
-    let r = app
-        .get(
-            &format!("{base}&start_date=2000-01-01T07:00:00%2B07:00"),
-            &user,
-            12,
-        )
-        .await;
+    let r = app.get(&format!("{base}&start_date=2000-01-01T07:00:00%2B07:00"), &user, 12).await;
     assert_eq!(r.data().as_array().unwrap().len(), 6);
     for bad in [
         "start_date=2026-11-26",
@@ -356,17 +186,9 @@ async fn sender_and_date_filters_are_inclusive_and_round_trip(backend: Backend) 
         "limit=ten",
         "direction=sideways",
     ] {
-        app.get(&format!("/sessions/{session}/messages?{bad}"), &user, 12)
-            .await
-            .assert_error(400, "validation_error");
+        app.get(&format!("/sessions/{session}/messages?{bad}"), &user, 12).await.assert_error(400, "validation_error");
     }
-    let r = app
-        .get(
-            &format!("/sessions/{session}/messages?start_date={end}&end_date={start}"),
-            &user,
-            12,
-        )
-        .await;
+    let r = app.get(&format!("/sessions/{session}/messages?start_date={end}&end_date={start}"), &user, 12).await;
     r.assert_error(400, "validation_error");
     assert!(!r.field_errors("start_date").is_empty());
 }
@@ -378,19 +200,11 @@ async fn limit_defaults_to_ten_and_clamps_to_one_hundred(backend: Backend) {
     for i in 0..105 {
         app.send(&session, &user, 12, &format!("m{i}")).await;
     }
-    let r = app
-        .get(&format!("/sessions/{session}/messages"), &user, 12)
-        .await;
+    let r = app.get(&format!("/sessions/{session}/messages"), &user, 12).await;
     assert_eq!(r.data().as_array().unwrap().len(), 10);
     assert_eq!(r.body["meta"]["pagination"]["limit"], 10);
     assert_eq!(texts(&r)[0], "m104");
-    let r = app
-        .get(
-            &format!("/sessions/{session}/messages?limit=500"),
-            &user,
-            12,
-        )
-        .await;
+    let r = app.get(&format!("/sessions/{session}/messages?limit=500"), &user, 12).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.data().as_array().unwrap().len(), 100);
     assert_eq!(r.body["meta"]["pagination"]["limit"], 100);
@@ -401,39 +215,15 @@ async fn cursor_must_be_a_message_of_this_session(backend: Backend) {
     let user = User::member(100, 12);
     let session = app.open_session(&user, 12).await;
     let mine = app.send(&session, &user, 12, "a").await.id();
-    app.post(
-        &format!("/sessions/{session}/close"),
-        &User::agent(1),
-        12,
-        None,
-    )
-    .await;
+    app.post(&format!("/sessions/{session}/close"), &User::agent(1), 12, None).await;
     let other_session = app.open_session(&user, 12).await;
     let theirs = app.send(&other_session, &user, 12, "b").await.id();
-    let r = app
-        .get(
-            &format!("/sessions/{session}/messages?cursor={theirs}"),
-            &user,
-            12,
-        )
-        .await;
+    let r = app.get(&format!("/sessions/{session}/messages?cursor={theirs}"), &user, 12).await;
     r.assert_error(400, "validation_error");
     assert!(!r.field_errors("cursor").is_empty());
-    let r = app
-        .get(
-            &format!("/sessions/{session}/messages?cursor=nope"),
-            &user,
-            12,
-        )
-        .await;
+    let r = app.get(&format!("/sessions/{session}/messages?cursor=nope"), &user, 12).await;
     assert!(!r.field_errors("cursor").is_empty());
-    let r = app
-        .get(
-            &format!("/sessions/{session}/messages?cursor={mine}&direction=after"),
-            &user,
-            12,
-        )
-        .await;
+    let r = app.get(&format!("/sessions/{session}/messages?cursor={mine}&direction=after"), &user, 12).await;
     assert_eq!(r.status, 200);
     assert!(ids(&r).is_empty());
     let p = &r.body["meta"]["pagination"];

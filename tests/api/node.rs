@@ -71,10 +71,7 @@ impl Node {
         Self {
             child,
             addr,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
             log_tail,
         }
     }
@@ -84,11 +81,8 @@ impl Node {
     }
 
     pub async fn post(&self, path: &str, user: &User, tenant: i64, body: Option<Value>) -> Resp {
-        let mut req = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(user.token())
-            .header("X-Tenant-ID", tenant.to_string());
+        let mut req =
+            self.client.post(self.url(path)).bearer_auth(user.token()).header("X-Tenant-ID", tenant.to_string());
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -96,21 +90,14 @@ impl Node {
     }
 
     pub async fn get(&self, path: &str, user: &User, tenant: i64) -> Resp {
-        let req = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(user.token())
-            .header("X-Tenant-ID", tenant.to_string());
+        let req = self.client.get(self.url(path)).bearer_auth(user.token()).header("X-Tenant-ID", tenant.to_string());
         read(req.send().await.expect("request sent")).await
     }
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().expect("pid").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(status.success());
         let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await

@@ -35,32 +35,14 @@ fn page_of(body: &Value) -> (Vec<Msg>, &Value) {
 }
 
 /// Walks from the newest page to the oldest with `next_cursor`.
-async fn walk_back(
-    app: &TestApp,
-    user: &User,
-    session: &str,
-    filter: &str,
-    limit: u32,
-) -> Vec<Msg> {
+async fn walk_back(app: &TestApp, user: &User, session: &str, filter: &str, limit: u32) -> Vec<Msg> {
     let started = Instant::now();
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "backward walk did not finish in time"
-        );
-        let cursor_q = cursor
-            .as_ref()
-            .map(|c| format!("&cursor={c}"))
-            .unwrap_or_default();
-        let r = app
-            .get(
-                &format!("/sessions/{session}/messages?limit={limit}{filter}{cursor_q}"),
-                user,
-                12,
-            )
-            .await;
+        assert!(started.elapsed() < DEADLINE, "backward walk did not finish in time");
+        let cursor_q = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let r = app.get(&format!("/sessions/{session}/messages?limit={limit}{filter}{cursor_q}"), user, 12).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let (items, p) = page_of(&r.body);
         assert!(items.len() <= limit as usize);
@@ -81,33 +63,15 @@ async fn walk_back(
 }
 
 /// Walks from the oldest message to the newest with `direction=after`.
-async fn walk_forward(
-    app: &TestApp,
-    user: &User,
-    session: &str,
-    filter: &str,
-    limit: u32,
-) -> Vec<Msg> {
+async fn walk_forward(app: &TestApp, user: &User, session: &str, filter: &str, limit: u32) -> Vec<Msg> {
     let started = Instant::now();
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "forward walk did not finish in time"
-        );
-        let cursor_q = cursor
-            .as_ref()
-            .map(|c| format!("&cursor={c}"))
-            .unwrap_or_default();
+        assert!(started.elapsed() < DEADLINE, "forward walk did not finish in time");
+        let cursor_q = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
         let r = app
-            .get(
-                &format!(
-                    "/sessions/{session}/messages?direction=after&limit={limit}{filter}{cursor_q}"
-                ),
-                user,
-                12,
-            )
+            .get(&format!("/sessions/{session}/messages?direction=after&limit={limit}{filter}{cursor_q}"), user, 12)
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         let (mut items, p) = page_of(&r.body);
@@ -117,11 +81,7 @@ async fn walk_forward(
             cursor = Some(newest.id.clone());
         }
         if more {
-            assert_eq!(
-                p["prev_cursor"].as_str(),
-                cursor.as_deref(),
-                "prev_cursor is the newest on the page"
-            );
+            assert_eq!(p["prev_cursor"].as_str(), cursor.as_deref(), "prev_cursor is the newest on the page");
         }
         seen.extend(items);
         if !more {
@@ -139,21 +99,13 @@ fn assert_strictly_ordered(msgs: &[Msg], newest_first: bool, what: &str) {
         } else {
             pair[0].created_at < pair[1].created_at
         };
-        assert!(
-            ordered,
-            "{what}: created_at not strictly ordered: {:?} then {:?}",
-            pair[0], pair[1]
-        );
+        assert!(ordered, "{what}: created_at not strictly ordered: {:?} then {:?}", pair[0], pair[1]);
     }
 }
 
 fn text_for(writer: usize, i: usize) -> String {
     // Every seventh message mentions the search term, in varying case.
-    let needle = if i % 7 == 0 {
-        if i % 2 == 0 { " KOPI " } else { " kopi " }
-    } else {
-        " "
-    };
+    let needle = if i % 7 == 0 { if i % 2 == 0 { " KOPI " } else { " kopi " } } else { " " };
     format!("w{writer}-{i}{needle}pesan")
 }
 
@@ -169,30 +121,18 @@ async fn every_match_is_seen_exactly_once_while_writers_add_messages(backend: Ba
     let reader = User::agent(1);
     let session = app.open_session(&reader, 12).await;
 
-    futures::future::join_all(
-        (0..SEED_WRITERS).map(|w| write_many(&app, &session, w, SEEDED / SEED_WRITERS)),
-    )
-    .await;
+    futures::future::join_all((0..SEED_WRITERS).map(|w| write_many(&app, &session, w, SEEDED / SEED_WRITERS))).await;
     let seeded_kopi = (0..SEED_WRITERS)
         .flat_map(|w| (0..SEEDED / SEED_WRITERS).map(move |i| text_for(w, i)))
         .filter(|t| t.to_lowercase().contains("kopi"))
         .count();
 
     // The newest message before the live phase: where the poller starts.
-    let head = app
-        .get(
-            &format!("/sessions/{session}/messages?limit=1"),
-            &reader,
-            12,
-        )
-        .await;
+    let head = app.get(&format!("/sessions/{session}/messages?limit=1"), &reader, 12).await;
     let start_cursor = head.data()[0]["id"].as_str().unwrap().to_owned();
 
     let live = async {
-        futures::future::join_all(
-            (0..LIVE_WRITERS).map(|w| write_many(&app, &session, 10 + w, LIVE_PER_WRITER)),
-        )
-        .await;
+        futures::future::join_all((0..LIVE_WRITERS).map(|w| write_many(&app, &session, 10 + w, LIVE_PER_WRITER))).await;
     };
     let poller = async {
         let started = Instant::now();
@@ -201,19 +141,9 @@ async fn every_match_is_seen_exactly_once_while_writers_add_messages(backend: Ba
         let mut quiet_rounds = 0;
         // Keeps polling until it has everything the writers will write, then one more empty round.
         while quiet_rounds < 2 {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "poller timed out with {} messages",
-                got.len()
-            );
+            assert!(started.elapsed() < DEADLINE, "poller timed out with {} messages", got.len());
             let r = app
-                .get(
-                    &format!(
-                        "/sessions/{session}/messages?direction=after&limit=7&cursor={cursor}"
-                    ),
-                    &reader,
-                    12,
-                )
+                .get(&format!("/sessions/{session}/messages?direction=after&limit=7&cursor={cursor}"), &reader, 12)
                 .await;
             let (mut items, _) = page_of(&r.body);
             items.reverse();
@@ -241,49 +171,25 @@ async fn every_match_is_seen_exactly_once_while_writers_add_messages(backend: Ba
 
     // Backward walks started before most live writes: they hold every seeded message once.
     assert_strictly_ordered(&back, true, "backward walk");
-    assert!(
-        back.len() >= SEEDED,
-        "backward walk saw {} of {SEEDED}",
-        back.len()
-    );
-    let seeded_texts: HashSet<String> = (0..SEED_WRITERS)
-        .flat_map(|w| (0..SEEDED / SEED_WRITERS).map(move |i| text_for(w, i)))
-        .collect();
+    assert!(back.len() >= SEEDED, "backward walk saw {} of {SEEDED}", back.len());
+    let seeded_texts: HashSet<String> =
+        (0..SEED_WRITERS).flat_map(|w| (0..SEEDED / SEED_WRITERS).map(move |i| text_for(w, i))).collect();
     let back_texts: HashSet<String> = back.iter().map(|m| m.text.clone()).collect();
-    assert!(
-        seeded_texts.is_subset(&back_texts),
-        "backward walk missed seeded messages"
-    );
+    assert!(seeded_texts.is_subset(&back_texts), "backward walk missed seeded messages");
 
     assert_strictly_ordered(&back_kopi, true, "filtered backward walk");
-    assert!(
-        back_kopi
-            .iter()
-            .all(|m| m.text.to_lowercase().contains("kopi"))
-    );
-    assert!(
-        back_kopi.len() >= seeded_kopi,
-        "filtered walk saw {} of {seeded_kopi}",
-        back_kopi.len()
-    );
+    assert!(back_kopi.iter().all(|m| m.text.to_lowercase().contains("kopi")));
+    assert!(back_kopi.len() >= seeded_kopi, "filtered walk saw {} of {seeded_kopi}", back_kopi.len());
 
     assert_strictly_ordered(&fwd, false, "forward walk");
     assert!(fwd.len() >= SEEDED);
     assert_strictly_ordered(&fwd_sender, false, "filtered forward walk");
-    assert_eq!(
-        fwd_sender.len(),
-        SEEDED / SEED_WRITERS,
-        "sender 1001 wrote only seeded messages"
-    );
+    assert_eq!(fwd_sender.len(), SEEDED / SEED_WRITERS, "sender 1001 wrote only seeded messages");
 
     // The poller saw exactly the live messages, in commit order.
     let everything = walk_back(&app, &reader, &session, "", 100).await;
     assert_eq!(everything.len(), SEEDED + LIVE_WRITERS * LIVE_PER_WRITER);
-    let mut after_start: Vec<Msg> = everything
-        .iter()
-        .take_while(|m| m.id != start_cursor)
-        .cloned()
-        .collect();
+    let mut after_start: Vec<Msg> = everything.iter().take_while(|m| m.id != start_cursor).cloned().collect();
     after_start.reverse();
     assert_strictly_ordered(&polled, false, "poller");
     assert_eq!(
@@ -294,10 +200,7 @@ async fn every_match_is_seen_exactly_once_while_writers_add_messages(backend: Ba
     // Walking the final state forward and backward agree.
     let mut fwd_all = walk_forward(&app, &reader, &session, "", 100).await;
     fwd_all.reverse();
-    assert_eq!(
-        fwd_all.iter().map(|m| &m.id).collect::<Vec<_>>(),
-        everything.iter().map(|m| &m.id).collect::<Vec<_>>()
-    );
+    assert_eq!(fwd_all.iter().map(|m| &m.id).collect::<Vec<_>>(), everything.iter().map(|m| &m.id).collect::<Vec<_>>());
 }
 
 conformance!(every_match_is_seen_exactly_once_while_writers_add_messages);

@@ -4,29 +4,46 @@
 use crate::domain::access::Caller;
 use crate::domain::ids::{MessageId, SessionId, UserId};
 use crate::domain::message::{
-    Appended, Idempotency, IdempotencyKey, Message, MessageFilter, MessageText, NewMessage,
-    body_fingerprint,
+    Appended, Idempotency, IdempotencyKey, Message, MessageFilter, MessageText, NewMessage, body_fingerprint,
 };
 use crate::domain::page::{Direction, Page, PageLimit, PagePlan, Paged};
-use crate::domain::session::{
-    self, NewSession, OpenRefused, Session, SessionFilter, SessionPosition,
-};
+use crate::domain::session::{self, NewSession, OpenRefused, Session, SessionFilter, SessionPosition};
 use crate::domain::time::Timestamp;
 use crate::error::AppError;
-use crate::store::Store;
+use crate::store::{Storage, Store};
 use std::sync::Arc;
+use std::time::Duration;
+
+mod realtime;
+
+pub use realtime::{InboxItem, IssuedTicket, micros as realtime_micros, parse_inbox_cursor};
 
 /// Limits a deployment may tune.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Longest message, in characters.
     pub max_message_chars: usize,
+    /// How long an agent stays online after its last heartbeat.
+    pub presence_ttl: Duration,
+    /// How long a stream ticket may wait before it is used.
+    pub ticket_ttl: Duration,
 }
 
-/// The livechat use cases over one store.
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_chars: crate::domain::message::DEFAULT_MAX_MESSAGE_CHARS,
+            presence_ttl: Duration::from_secs(15),
+            ticket_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The livechat use cases over one storage backend.
 #[derive(Clone)]
 pub struct Livechat {
     store: Arc<dyn Store>,
+    storage: Storage,
     limits: Limits,
 }
 
@@ -66,14 +83,19 @@ fn bad_cursor() -> AppError {
 }
 
 impl Livechat {
-    /// Wraps a store.
-    pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
-        Self { store, limits }
+    /// Wraps a storage backend.
+    pub fn new(storage: Storage, limits: Limits) -> Self {
+        Self { store: storage.chat.clone(), storage, limits }
     }
 
-    /// The store, for health checks.
+    /// The conversation store, for health checks and streams.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// All of storage (presence, bus) for the real-time layer.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// The configured limits.
@@ -82,30 +104,36 @@ impl Livechat {
     }
 
     /// Opens the tenant's session (CONTRACT section 4).
-    pub async fn open_session(
-        &self,
-        caller: &Caller,
-        agent_id: Option<UserId>,
-    ) -> Result<Session, AppError> {
-        let agent_id = session::initial_agent(caller, agent_id).map_err(|e| match e {
+    pub async fn open_session(&self, caller: &Caller, agent_id: Option<UserId>) -> Result<Session, AppError> {
+        let named = agent_id;
+        let mut agent_id = session::initial_agent(caller, agent_id).map_err(|e| match e {
             OpenRefused::AgentChoiceForbidden => AppError::Forbidden,
         })?;
+        let now = Timestamp::now();
+        match (named, agent_id) {
+            // An agent naming someone else: that agent must be online.
+            (Some(named), _) if named != caller.user_id => {
+                if !self.storage.presence.agent_online(named, now).await? {
+                    return Err(AppError::AgentOffline);
+                }
+            }
+            // A tenant user's session goes to the least busy online agent, or waits.
+            (None, None) => agent_id = self.storage.presence.least_busy_agent(caller.tenant_id, now).await?,
+            _ => {}
+        }
         let new = NewSession {
             id: SessionId::generate(),
             tenant_id: caller.tenant_id,
             agent_id,
             opened_by: caller.user_id,
-            created_at: Timestamp::now(),
+            created_at: now,
         };
         Ok(self.store.create_session(&new).await?)
     }
 
     /// One session of the caller's tenant.
     pub async fn get_session(&self, caller: &Caller, id: SessionId) -> Result<Session, AppError> {
-        self.store
-            .get_session(caller.tenant_id, id)
-            .await?
-            .ok_or(AppError::NotFound)
+        self.store.get_session(caller.tenant_id, id).await?.ok_or(AppError::NotFound)
     }
 
     /// The tenant's sessions, newest first.
@@ -117,27 +145,16 @@ impl Livechat {
     ) -> Result<Page<Session>, AppError> {
         let cursor = match page.cursor {
             Some(id) => {
-                let s = self
-                    .store
-                    .get_session(caller.tenant_id, id)
-                    .await?
-                    .ok_or_else(bad_cursor)?;
+                let s = self.store.get_session(caller.tenant_id, id).await?.ok_or_else(bad_cursor)?;
                 Some((s.position(), id.to_string()))
             }
             None => None,
         };
         let plan = PagePlan::new(page.limit, page.direction, cursor);
         let (scan, take) = plan.main_scan();
-        let items = self
-            .store
-            .scan_sessions(caller.tenant_id, filter, scan, take)
-            .await?;
+        let items = self.store.scan_sessions(caller.tenant_id, caller.user_id, filter, scan, take).await?;
         let found = match plan.probe(&items) {
-            Some(probe) => !self
-                .store
-                .scan_sessions(caller.tenant_id, filter, probe, 1)
-                .await?
-                .is_empty(),
+            Some(probe) => !self.store.scan_sessions(caller.tenant_id, caller.user_id, filter, probe, 1).await?.is_empty(),
             None => false,
         };
         Ok(plan.finish(items, found))
@@ -148,10 +165,7 @@ impl Livechat {
         if !caller.is_agent() {
             return Err(AppError::Forbidden);
         }
-        self.store
-            .close_session(caller.tenant_id, id, Timestamp::now())
-            .await?
-            .ok_or(AppError::NotFound)
+        self.store.close_session(caller.tenant_id, id, Timestamp::now()).await?.ok_or(AppError::NotFound)
     }
 
     /// Sends a message; returns it and whether it was a replay of an earlier send.
@@ -170,10 +184,7 @@ impl Livechat {
             session_id,
             sender_id: caller.user_id,
             text,
-            idempotency: key.map(|key| Idempotency {
-                key,
-                fingerprint: body_fingerprint(raw_message),
-            }),
+            idempotency: key.map(|key| Idempotency { key, fingerprint: body_fingerprint(raw_message) }),
             now: Timestamp::now(),
         };
         match self.store.append_message(&new).await? {
@@ -194,27 +205,16 @@ impl Livechat {
         self.get_session(caller, session_id).await?;
         let cursor = match page.cursor {
             Some(id) => {
-                let seq = self
-                    .store
-                    .message_seq(tenant, session_id, id)
-                    .await?
-                    .ok_or_else(bad_cursor)?;
+                let seq = self.store.message_seq(tenant, session_id, id).await?.ok_or_else(bad_cursor)?;
                 Some((seq, id.to_string()))
             }
             None => None,
         };
         let plan = PagePlan::new(page.limit, page.direction, cursor);
         let (scan, take) = plan.main_scan();
-        let items = self
-            .store
-            .scan_messages(tenant, session_id, filter, scan, take)
-            .await?;
+        let items = self.store.scan_messages(tenant, session_id, filter, scan, take).await?;
         let found = match plan.probe(&items) {
-            Some(probe) => !self
-                .store
-                .scan_messages(tenant, session_id, filter, probe, 1)
-                .await?
-                .is_empty(),
+            Some(probe) => !self.store.scan_messages(tenant, session_id, filter, probe, 1).await?.is_empty(),
             None => false,
         };
         Ok(plan.finish(items, found))

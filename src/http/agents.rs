@@ -1,0 +1,122 @@
+//! Agent routes: the cross-tenant inbox and presence (CONTRACT section 8).
+
+use super::AppState;
+use super::extract::{AuthedIdentity, Json, Query};
+use super::model::{ApiResponse, ChatSession, ErrorResponse, Pagination};
+use super::response::Success;
+use crate::domain::access::AgentScope;
+use crate::domain::page::{Direction, PageLimit};
+use crate::error::{AppError, Problems};
+use crate::service::{PageRequest, parse_inbox_cursor};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, put};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The agent routes, relative to a prefix.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/agent/sessions", get(list_inbox)).route("/agents/me/presence", put(set_presence))
+}
+
+fn agent_scope(state: &AppState, who: &AuthedIdentity) -> Result<AgentScope, AppError> {
+    let scope = state.policy().agent_scope(&who.identity).ok_or(AppError::Forbidden)?;
+    // With X-Tenant-ID, the caller must be an agent there too.
+    match &who.caller {
+        Some(caller) if !caller.is_agent() => Err(AppError::Forbidden),
+        _ => Ok(scope),
+    }
+}
+
+/// Query of `GET /agent/sessions`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InboxQuery {
+    /// 1..100, default 10; larger values are clamped.
+    limit: Option<String>,
+    /// A cursor from a previous page (`<tenant>.<session id>`).
+    cursor: Option<String>,
+    /// `before` (default, older activity) or `after` (newer).
+    direction: Option<String>,
+}
+
+/// The agent inbox: queued sessions and the caller's own open sessions,
+/// across its tenants, newest activity first, with unread counts.
+#[utoipa::path(get, path = "/agent/sessions", tag = "agents",
+    params(InboxQuery, ("X-Tenant-ID" = Option<i64>, Header, description = "Not required on this route")),
+    responses(
+        (status = 200, description = "A page of the inbox", body = ApiResponse<Vec<ChatSession>>),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn list_inbox(
+    State(state): State<AppState>,
+    who: AuthedIdentity,
+    Query(q): Query<InboxQuery>,
+) -> Result<Success<Vec<ChatSession>>, AppError> {
+    let scope = agent_scope(&state, &who)?;
+    let mut problems = Problems::default();
+    let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
+    let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
+    let cursor = problems.optional("cursor", q.cursor.as_deref(), |c| {
+        parse_inbox_cursor(c).ok_or("must be a cursor from this list")
+    });
+    problems.finish()?;
+    let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
+    let page = state.chat().inbox(who.identity.user_id, &scope, PageRequest { limit, direction, cursor }).await?;
+    let pagination = Pagination::from(&page);
+    let items = page.items.into_iter().map(|item| ChatSession::from(item.0)).collect();
+    Ok(Success::ok("inbox listed", items).paginated(pagination))
+}
+
+/// Body of `PUT /agents/me/presence`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PresenceRequest {
+    /// `online` (for one presence period; repeat to stay online) or `offline`.
+    #[schema(pattern = "^(online|offline)$")]
+    pub status: String,
+}
+
+/// The caller's presence as recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentPresence {
+    /// The agent.
+    pub agent_id: i64,
+    /// `online` or `offline` (this source; a live stream also keeps an agent online).
+    pub status: String,
+    /// Until when `online` holds without another PUT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// Sets the calling agent online or offline.
+#[utoipa::path(put, path = "/agents/me/presence", tag = "agents",
+    params(("X-Tenant-ID" = Option<i64>, Header, description = "Not required on this route")),
+    request_body = PresenceRequest,
+    responses(
+        (status = 200, body = inline(ApiResponse<AgentPresence>)),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn set_presence(
+    State(state): State<AppState>,
+    who: AuthedIdentity,
+    Json(body): Json<PresenceRequest>,
+) -> Result<Success<AgentPresence>, AppError> {
+    let scope = agent_scope(&state, &who)?;
+    let body = body.ok_or_else(|| AppError::field("status", "is required"))?;
+    let online = match body.status.as_str() {
+        "online" => true,
+        "offline" => false,
+        _ => return Err(AppError::field("status", "must be `online` or `offline`")),
+    };
+    let agent = who.identity.user_id;
+    let expires = state.chat().set_presence(agent, &scope, online).await?;
+    Ok(Success::ok(
+        "presence updated",
+        AgentPresence {
+            agent_id: agent.get(),
+            status: body.status,
+            expires_at: expires.map(|t| t.to_rfc3339()),
+        },
+    ))
+}

@@ -1,0 +1,249 @@
+//! This node's registry of live streams: which connection watches what, and
+//! fan-out of notices to them through bounded per-connection queues.
+
+use crate::domain::access::AgentScope;
+use crate::domain::event::Notice;
+use crate::domain::ids::{SessionId, TenantId, UserId};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{Notify, mpsc};
+
+/// A connection's id on this node.
+pub type ConnId = u64;
+
+/// What a connection receives from the hub.
+pub struct Inlet {
+    /// Notices for this connection, bounded.
+    pub notices: mpsc::Receiver<Notice>,
+    /// Set (and notified) when the queue overflowed: the consumer is too slow.
+    pub lagged: Arc<Lagged>,
+}
+
+/// The overflow flag of one connection.
+#[derive(Default)]
+pub struct Lagged {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Lagged {
+    fn raise(&self) {
+        if !self.flag.swap(true, Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves once the connection has fallen behind.
+    pub async fn wait(&self) {
+        loop {
+            if self.flag.load(Ordering::SeqCst) {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+struct Conn {
+    tx: mpsc::Sender<Notice>,
+    lagged: Arc<Lagged>,
+    /// Agents' scope, for presence bookkeeping.
+    agent: Option<(UserId, AgentScope)>,
+}
+
+#[derive(Default)]
+struct Registry {
+    conns: HashMap<ConnId, Conn>,
+    sessions: HashMap<(TenantId, SessionId), HashSet<ConnId>>,
+    inbox: HashSet<ConnId>,
+    /// Live streams per agent on this node (presence is held while > 0).
+    agents: HashMap<UserId, (usize, AgentScope)>,
+}
+
+/// The node's stream registry.
+pub struct Hub {
+    registry: Mutex<Registry>,
+    next: AtomicU64,
+    queue: usize,
+}
+
+/// What changed in agent stream counts, for presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentStreams {
+    /// The agent's first stream on this node opened.
+    First(UserId, AgentScope),
+    /// The agent's last stream on this node closed.
+    Last(UserId),
+    /// Nothing to do.
+    Unchanged,
+}
+
+impl Hub {
+    /// A hub whose connections may queue up to `queue` notices.
+    pub fn new(queue: usize) -> Self {
+        Self { registry: Mutex::new(Registry::default()), next: AtomicU64::new(1), queue: queue.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a connection.
+    pub fn connect(&self, agent: Option<(UserId, AgentScope)>) -> (ConnId, Inlet, AgentStreams) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.queue);
+        let lagged = Arc::new(Lagged::default());
+        let mut reg = self.lock();
+        let mut change = AgentStreams::Unchanged;
+        if let Some((user, scope)) = &agent {
+            let entry = reg.agents.entry(*user).or_insert((0, scope.clone()));
+            entry.0 += 1;
+            if entry.0 == 1 {
+                change = AgentStreams::First(*user, scope.clone());
+            }
+        }
+        reg.conns.insert(id, Conn { tx, lagged: lagged.clone(), agent });
+        (id, Inlet { notices: rx, lagged }, change)
+    }
+
+    /// Forgets a connection and its subscriptions.
+    pub fn disconnect(&self, id: ConnId) -> AgentStreams {
+        let mut reg = self.lock();
+        let Some(conn) = reg.conns.remove(&id) else {
+            return AgentStreams::Unchanged;
+        };
+        reg.sessions.retain(|_, conns| {
+            conns.remove(&id);
+            !conns.is_empty()
+        });
+        reg.inbox.remove(&id);
+        if let Some((user, _)) = conn.agent {
+            if let Some(entry) = reg.agents.get_mut(&user) {
+                entry.0 = entry.0.saturating_sub(1);
+                if entry.0 == 0 {
+                    reg.agents.remove(&user);
+                    return AgentStreams::Last(user);
+                }
+            }
+        }
+        AgentStreams::Unchanged
+    }
+
+    /// Starts routing a session's notices to a connection.
+    pub fn subscribe(&self, id: ConnId, tenant: TenantId, session: SessionId) {
+        self.lock().sessions.entry((tenant, session)).or_default().insert(id);
+    }
+
+    /// Stops routing a session's notices to a connection.
+    pub fn unsubscribe(&self, id: ConnId, tenant: TenantId, session: SessionId) {
+        let mut reg = self.lock();
+        if let Some(conns) = reg.sessions.get_mut(&(tenant, session)) {
+            conns.remove(&id);
+            if conns.is_empty() {
+                reg.sessions.remove(&(tenant, session));
+            }
+        }
+    }
+
+    /// Routes inbox notices (session changes, presence) to a connection.
+    pub fn watch_inbox(&self, id: ConnId) {
+        self.lock().inbox.insert(id);
+    }
+
+    /// Agents with live streams on this node, for the presence heartbeat.
+    pub fn live_agents(&self) -> Vec<(UserId, AgentScope)> {
+        self.lock().agents.iter().map(|(u, (_, s))| (*u, s.clone())).collect()
+    }
+
+    /// Number of open connections.
+    pub fn connections(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// Delivers a notice to every connection that should see it. Never
+    /// blocks: a full queue marks that connection as lagging instead.
+    pub fn dispatch(&self, notice: &Notice) {
+        let reg = self.lock();
+        let deliver = |id: &ConnId| {
+            if let Some(conn) = reg.conns.get(id) {
+                if conn.tx.try_send(notice.clone()).is_err() {
+                    conn.lagged.raise();
+                }
+            }
+        };
+        match notice {
+            Notice::Committed { t, s, .. } | Notice::Typing { t, s, .. } => {
+                let session = reg.sessions.get(&(*t, *s));
+                let mut sent: HashSet<ConnId> = HashSet::new();
+                for id in session.into_iter().flatten() {
+                    sent.insert(*id);
+                    deliver(id);
+                }
+                if matches!(notice, Notice::Committed { c: true, .. }) {
+                    for id in reg.inbox.iter().filter(|id| !sent.contains(id)) {
+                        deliver(id);
+                    }
+                }
+            }
+            Notice::Read(mark) => {
+                for id in reg.sessions.get(&(mark.tenant_id, mark.session_id)).into_iter().flatten() {
+                    deliver(id);
+                }
+            }
+            // Rare, and each connection decides whether it cares.
+            Notice::Presence { .. } | Notice::Resync => reg.conns.keys().for_each(deliver),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (TenantId, SessionId) {
+        (TenantId::new(1).unwrap(), SessionId::generate())
+    }
+
+    #[tokio::test]
+    async fn notices_reach_only_subscribers() {
+        let hub = Hub::new(8);
+        let (t, s) = ids();
+        let (a, mut a_in, _) = hub.connect(None);
+        let (_b, mut b_in, _) = hub.connect(None);
+        hub.subscribe(a, t, s);
+        hub.dispatch(&Notice::Committed { t, s, q: 1, c: false });
+        assert_eq!(a_in.notices.try_recv().unwrap(), Notice::Committed { t, s, q: 1, c: false });
+        assert!(b_in.notices.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_marks_only_that_connection_as_lagging() {
+        let hub = Hub::new(2);
+        let (t, s) = ids();
+        let (slow, slow_in, _) = hub.connect(None);
+        let (fast, mut fast_in, _) = hub.connect(None);
+        hub.subscribe(slow, t, s);
+        hub.subscribe(fast, t, s);
+        for q in 1..=3 {
+            hub.dispatch(&Notice::Committed { t, s, q, c: false });
+            // The fast one keeps up.
+            assert_eq!(fast_in.notices.try_recv().unwrap(), Notice::Committed { t, s, q, c: false });
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(1), slow_in.lagged.wait()).await.unwrap();
+        assert!(!fast_in.lagged.flag.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn agent_stream_counts_drive_presence() {
+        let hub = Hub::new(2);
+        let agent = UserId::new(7).unwrap();
+        let (a, _, first) = hub.connect(Some((agent, AgentScope::Platform)));
+        assert_eq!(first, AgentStreams::First(agent, AgentScope::Platform));
+        let (b, _, second) = hub.connect(Some((agent, AgentScope::Platform)));
+        assert_eq!(second, AgentStreams::Unchanged);
+        assert_eq!(hub.disconnect(a), AgentStreams::Unchanged);
+        assert_eq!(hub.disconnect(b), AgentStreams::Last(agent));
+        assert!(hub.live_agents().is_empty());
+    }
+}

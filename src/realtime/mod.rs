@@ -1,0 +1,98 @@
+//! Real time: WebSocket and SSE streams, presence, and delivery of events
+//! across nodes (CONTRACT section 8). See `docs/REALTIME.md`.
+
+pub mod conn;
+pub mod hub;
+pub mod presence;
+pub mod protocol;
+pub mod routes;
+
+use crate::domain::event::Notice;
+use crate::http::AppState;
+use hub::Hub;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+pub use routes::router;
+
+/// Tunables of the streams.
+#[derive(Debug, Clone, Copy)]
+pub struct RealtimeSettings {
+    /// How often the server pings an idle stream.
+    pub ping_interval: Duration,
+    /// A stream silent (no frame, no pong) this long is closed.
+    pub idle_timeout: Duration,
+    /// A write the client does not accept within this is abandoned and the stream closed.
+    pub write_timeout: Duration,
+    /// Notices a connection may have queued before it counts as too slow.
+    pub queue: usize,
+    /// Typing notices per session and connection are spaced at least this far apart.
+    pub typing_interval: Duration,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            write_timeout: Duration::from_secs(10),
+            queue: 256,
+            typing_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The node's real-time machinery, shared by every stream.
+pub struct Realtime {
+    /// Who watches what on this node.
+    pub hub: Hub,
+    /// Tunables.
+    pub settings: RealtimeSettings,
+    /// This node's presence source name.
+    pub node: String,
+    /// Becomes `true` when the server shuts down: streams close with 1001.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Realtime {
+    /// A hub for this node and the sender that shuts its streams down.
+    pub fn new(settings: RealtimeSettings) -> (Arc<Self>, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let node = format!("node:{}", uuid::Uuid::now_v7().simple());
+        (Arc::new(Self { hub: Hub::new(settings.queue), settings, node, shutdown: rx }), tx)
+    }
+}
+
+/// Resolves once the shutdown flag is set. (A helper so the guard that
+/// `wait_for` returns is dropped before any other await.)
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Starts the node's background work: fan-out of notices to local streams,
+/// and presence upkeep. Both stop at shutdown.
+pub fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let rt = state.realtime().clone();
+    let notices = state.chat().storage().bus.notices();
+    vec![tokio::spawn(fan_out(rt.clone(), notices)), tokio::spawn(presence::maintain(state.clone(), rt))]
+}
+
+async fn fan_out(rt: Arc<Realtime>, mut notices: broadcast::Receiver<Notice>) {
+    let mut shutdown = rt.shutdown.clone();
+    loop {
+        let notice = tokio::select! {
+            n = notices.recv() => n,
+            () = stopped(&mut shutdown) => return,
+        };
+        match notice {
+            Ok(notice) => rt.hub.dispatch(&notice),
+            // This node fell behind its own notices: every stream re-reads.
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "notice fan-out lagged; resynchronising streams");
+                rt.hub.dispatch(&Notice::Resync);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The stream protocol: what clients send and what the server sends, over
+//! WebSocket (JSON text frames) and Server-Sent Events (the same JSON as `data`).
+//! Documented in `docs/REALTIME.md`; the schemas here are served at
+//! `…/realtime.json`.
+
+use crate::domain::event::{ReadMark, StoredEvent};
+use crate::http::model::{ChatMessage, ChatSession};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+/// A message from the client (WebSocket only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Start receiving a session's events; with `last_event_id`, first replay
+    /// every persisted event after it.
+    Subscribe {
+        /// The session.
+        #[schema(format = Uuid)]
+        session_id: String,
+        /// Its tenant; defaults to the tenant the ticket was issued in.
+        #[serde(default)]
+        tenant_id: Option<i64>,
+        /// The id of the last event the client saw (a message id or a session event id).
+        #[serde(default)]
+        #[schema(format = Uuid)]
+        last_event_id: Option<String>,
+    },
+    /// Stop receiving a session's events.
+    Unsubscribe {
+        /// The session.
+        #[schema(format = Uuid)]
+        session_id: String,
+        /// Its tenant; defaults to the ticket's.
+        #[serde(default)]
+        tenant_id: Option<i64>,
+    },
+    /// Agents: receive `session.updated` for every session of their tenants and `presence`.
+    WatchInbox,
+    /// The sender is typing in a subscribed session (rate-limited, never stored).
+    Typing {
+        /// The session.
+        #[schema(format = Uuid)]
+        session_id: String,
+        /// Its tenant; defaults to the ticket's.
+        #[serde(default)]
+        tenant_id: Option<i64>,
+    },
+    /// Application-level keep-alive; answered with `pong`.
+    Ping,
+}
+
+/// Names of the events a stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub enum EventName {
+    /// A message was stored (persisted; `id` is the message id).
+    #[serde(rename = "message.created")]
+    MessageCreated,
+    /// A session was opened, assigned or closed (persisted; `id` is the event id).
+    #[serde(rename = "session.updated")]
+    SessionUpdated,
+    /// Someone is typing (ephemeral).
+    #[serde(rename = "typing")]
+    Typing,
+    /// An agent went online or offline (ephemeral).
+    #[serde(rename = "presence")]
+    Presence,
+    /// A participant's read mark moved (ephemeral; the mark itself is stored).
+    #[serde(rename = "read")]
+    Read,
+}
+
+impl EventName {
+    /// The wire name, also the SSE `event:` field.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MessageCreated => "message.created",
+            Self::SessionUpdated => "session.updated",
+            Self::Typing => "typing",
+            Self::Presence => "presence",
+            Self::Read => "read",
+        }
+    }
+}
+
+/// Payload of `typing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TypingData {
+    /// Who is typing.
+    pub user_id: i64,
+}
+
+/// Payload of `presence`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PresenceData {
+    /// The agent.
+    pub agent_id: i64,
+    /// `online` or `offline`.
+    #[schema(pattern = "^(online|offline)$")]
+    pub status: &'static str,
+}
+
+/// Payload of `read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ReadData {
+    /// The reader.
+    pub user_id: i64,
+    /// The last message they read.
+    #[schema(format = Uuid)]
+    pub message_id: String,
+    /// When.
+    #[schema(format = DateTime)]
+    pub read_at: String,
+}
+
+impl From<&ReadMark> for ReadData {
+    fn from(m: &ReadMark) -> Self {
+        Self { user_id: m.user_id.get(), message_id: m.message_id.to_string(), read_at: m.at.to_rfc3339() }
+    }
+}
+
+/// The payload of an event, by kind.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventData {
+    /// For `message.created`.
+    Message(ChatMessage),
+    /// For `session.updated`.
+    Session(ChatSession),
+    /// For `typing`.
+    Typing(TypingData),
+    /// For `presence`.
+    Presence(PresenceData),
+    /// For `read`.
+    Read(ReadData),
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Something happened.
+    Event {
+        /// Which event.
+        event: EventName,
+        /// Persisted events only: what to resume from (`last_event_id`, SSE `Last-Event-ID`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(format = Uuid)]
+        id: Option<String>,
+        /// The session it concerns (absent for `presence`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(format = Uuid)]
+        session_id: Option<String>,
+        /// The tenant of that session.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tenant_id: Option<i64>,
+        /// The payload: a `ChatMessage`, a `ChatSession`, or the small objects above.
+        data: EventData,
+    },
+    /// A subscription is active; replayed events (if any) follow, then live ones.
+    Subscribed {
+        /// The session.
+        #[schema(format = Uuid)]
+        session_id: String,
+        /// Its tenant.
+        tenant_id: i64,
+    },
+    /// A subscription ended.
+    Unsubscribed {
+        /// The session.
+        #[schema(format = Uuid)]
+        session_id: String,
+        /// Its tenant.
+        tenant_id: i64,
+        /// `requested` or `session_closed`.
+        reason: &'static str,
+    },
+    /// Inbox events will follow.
+    WatchingInbox,
+    /// Answer to `ping`.
+    Pong,
+    /// A request could not be served; the connection stays open unless a close follows.
+    Error {
+        /// `invalid_message`, `forbidden`, `not_found`, `invalid_cursor`, `not_subscribed`, `lagged`, `storage_unavailable`, `internal_error`.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+        /// The session concerned, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(format = Uuid)]
+        session_id: Option<String>,
+    },
+}
+
+impl ServerMessage {
+    /// The frame for a persisted event.
+    pub fn stored(event: StoredEvent) -> Self {
+        match event {
+            StoredEvent::Message(m) => Self::Event {
+                event: EventName::MessageCreated,
+                id: Some(m.id.to_string()),
+                session_id: Some(m.session_id.to_string()),
+                tenant_id: Some(m.tenant_id.get()),
+                data: EventData::Message(m.into()),
+            },
+            StoredEvent::Session(e) => Self::Event {
+                event: EventName::SessionUpdated,
+                id: Some(e.id.hyphenated().to_string()),
+                session_id: Some(e.session.id.to_string()),
+                tenant_id: Some(e.session.tenant_id.get()),
+                data: EventData::Session(e.session.into()),
+            },
+        }
+    }
+
+    /// An error frame.
+    pub fn error(code: &'static str, message: impl Into<String>, session_id: Option<String>) -> Self {
+        Self::Error { code, message: message.into(), session_id }
+    }
+
+    /// The SSE `event:` and `id:` fields for this frame.
+    pub fn sse_fields(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::Event { event, id, .. } => (event.as_str(), id.as_deref()),
+            Self::Subscribed { .. } => ("subscribed", None),
+            Self::Unsubscribed { .. } => ("unsubscribed", None),
+            Self::WatchingInbox => ("watching_inbox", None),
+            Self::Pong => ("pong", None),
+            Self::Error { .. } => ("error", None),
+        }
+    }
+}
+
+/// WebSocket close codes the server uses.
+pub mod close {
+    /// The server is shutting down: reconnect (to another node) and resume.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The ticket's token expired: get a new token and ticket.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// No frame or pong for too long.
+    pub const IDLE: u16 = 4002;
+    /// The client fell too far behind: reconnect and resume from the last id seen.
+    pub const TOO_SLOW: u16 = 4008;
+    /// The server failed.
+    pub const INTERNAL: u16 = 1011;
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    ClientMessage,
+    ServerMessage,
+    EventName,
+    EventData,
+    TypingData,
+    PresenceData,
+    ReadData,
+    ChatMessage,
+    ChatSession
+)))]
+struct Schemas;
+
+/// The AsyncAPI 3.0 description of both stream endpoints, with the JSON
+/// Schemas generated from the types above.
+pub fn document() -> serde_json::Value {
+    let schemas = Schemas::openapi().components.map(|c| c.schemas).unwrap_or_default();
+    let schema_ref = |name: &str| serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+    serde_json::json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "livechat streams",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Real-time events of livechat. Get a ticket with POST /realtime/tickets (normal headers), \
+                then open the WebSocket or an SSE stream with ?ticket=. Every path exists under /api/livechat and \
+                /api/vendor/livechat. Close codes: 1001 server going away (reconnect and resume), 4001 token \
+                expired, 4002 idle, 4008 too slow (reconnect and resume from the last event id), 1011 internal error."
+        },
+        "channels": {
+            "websocket": {
+                "address": "/api/livechat/realtime/ws?ticket={ticket}",
+                "parameters": { "ticket": { "description": "single-use ticket from POST /realtime/tickets" } },
+                "messages": {
+                    "client": { "name": "ClientMessage", "contentType": "application/json", "payload": schema_ref("ClientMessage") },
+                    "server": { "name": "ServerMessage", "contentType": "application/json", "payload": schema_ref("ServerMessage") }
+                }
+            },
+            "session_events": {
+                "address": "/api/livechat/sessions/{id}/events?ticket={ticket}",
+                "description": "Server-Sent Events for one session: `event:` is the event name, `id:` is set for persisted events, `data:` is a ServerMessage. Resumes after the Last-Event-ID header (or ?last_event_id=).",
+                "parameters": { "id": { "description": "session id" }, "ticket": { "description": "single-use ticket" } },
+                "messages": {
+                    "server": { "name": "ServerMessage", "contentType": "application/json", "payload": schema_ref("ServerMessage") }
+                }
+            }
+        },
+        "operations": {
+            "send": { "action": "receive", "channel": { "$ref": "#/channels/websocket" }, "messages": [ { "$ref": "#/channels/websocket/messages/client" } ] },
+            "receive": { "action": "send", "channel": { "$ref": "#/channels/websocket" }, "messages": [ { "$ref": "#/channels/websocket/messages/server" } ] },
+            "stream": { "action": "send", "channel": { "$ref": "#/channels/session_events" }, "messages": [ { "$ref": "#/channels/session_events/messages/server" } ] }
+        },
+        "components": { "schemas": schemas }
+    })
+}

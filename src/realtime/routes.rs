@@ -1,0 +1,156 @@
+//! The stream endpoints: tickets, the WebSocket, per-session SSE, and the
+//! machine-readable protocol description.
+
+use super::conn::{self, Inbound, Outbound, Peer};
+use super::protocol::{ClientMessage, ServerMessage};
+use crate::error::AppError;
+use crate::http::AppState;
+use crate::http::extract::{AuthedIdentity, session_id};
+use crate::http::model::ErrorResponse;
+use crate::http::response::Success;
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{SinkExt, StreamExt, future};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use utoipa::ToSchema;
+
+/// The stream routes, relative to a prefix.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/realtime/tickets", post(create_ticket))
+        .route("/realtime/ws", get(open_websocket))
+        .route("/realtime.json", get(describe))
+        .route("/sessions/{id}/events", get(open_event_stream))
+}
+
+/// A ticket for one stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamTicket {
+    /// Pass as `?ticket=` to the WebSocket or SSE endpoint; valid once.
+    pub ticket: String,
+    /// When it stops being accepted (RFC 3339).
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// Issues a short-lived, single-use ticket that authorises one stream.
+#[utoipa::path(post, path = "/realtime/tickets", tag = "realtime",
+    params(("X-Tenant-ID" = i64, Header)),
+    responses(
+        (status = 201, description = "Ticket issued", body = inline(crate::http::model::ApiResponse<StreamTicket>)),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+    ), security(("bearer" = [])))]
+pub async fn create_ticket(
+    State(state): State<AppState>,
+    AuthedIdentity { caller, identity }: AuthedIdentity,
+) -> Result<Success<StreamTicket>, AppError> {
+    let caller = caller.ok_or_else(|| AppError::field("X-Tenant-ID", "is required"))?;
+    let issued = state.chat().issue_ticket(&caller, &identity).await?;
+    Ok(Success::created("ticket issued", StreamTicket { ticket: issued.ticket, expires_at: issued.expires_at.to_rfc3339() }))
+}
+
+/// Query of the stream endpoints.
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    ticket: Option<String>,
+    last_event_id: Option<String>,
+}
+
+async fn redeem(state: &AppState, query: &StreamQuery) -> Result<Peer, AppError> {
+    let ticket = query.ticket.as_deref().ok_or(AppError::Unauthorized)?;
+    let (home, identity) = state.chat().redeem_ticket(ticket).await?;
+    Ok(Peer { identity, home })
+}
+
+/// Upgrades to the WebSocket protocol of `docs/REALTIME.md`.
+pub async fn open_websocket(
+    State(state): State<AppState>,
+    Query(query): Query<StreamQuery>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    let upgrade = upgrade.map_err(|rej| AppError::field("Upgrade", format!("a WebSocket handshake is required ({rej})")))?;
+    let peer = redeem(&state, &query).await?;
+    Ok(upgrade.on_upgrade(move |socket| serve_socket(state, peer, socket)).into_response())
+}
+
+async fn serve_socket(state: AppState, peer: Peer, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let inbound = stream
+        .take_while(|msg| future::ready(matches!(msg, Ok(m) if !matches!(m, Message::Close(_)))))
+        .filter_map(|msg| {
+            future::ready(match msg {
+                Ok(Message::Text(text)) => Some(Inbound::Message(
+                    serde_json::from_str::<ClientMessage>(text.as_str()).map_err(|e| format!("unreadable message: {e}")),
+                )),
+                Ok(Message::Binary(_)) => Some(Inbound::Message(Err("binary frames are not supported".to_owned()))),
+                Ok(Message::Ping(_) | Message::Pong(_)) => Some(Inbound::Alive),
+                Ok(Message::Close(_)) | Err(_) => None,
+            })
+        });
+    let outbound = sink.with(|out: Outbound| {
+        future::ready(Ok::<_, axum::Error>(match out {
+            Outbound::Frame(frame) => Message::Text(frame_json(&frame).into()),
+            Outbound::Ping => Message::Ping(Default::default()),
+            Outbound::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+        }))
+    });
+    conn::run(state, peer, Vec::new(), Box::pin(inbound), Box::pin(outbound)).await;
+}
+
+fn frame_json(frame: &ServerMessage) -> String {
+    serde_json::to_string(frame).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "stream frame serialisation failed");
+        r#"{"type":"error","code":"internal_error","message":"internal error"}"#.to_owned()
+    })
+}
+
+/// Server-Sent Events for one session, resuming after `Last-Event-ID`.
+pub async fn open_event_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let session = session_id(&id)?;
+    let peer = redeem(&state, &query).await?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .filter(|v| !v.trim().is_empty())
+        .or(query.last_event_id.clone());
+    let subscribe = ClientMessage::Subscribe { session_id: session.to_string(), tenant_id: None, last_event_id };
+    let (tx, rx) = futures_channel::mpsc::channel::<Outbound>(state.realtime().settings.queue);
+    let outbound = tx.sink_map_err(|_| ());
+    tokio::spawn(conn::run(state.clone(), peer, vec![subscribe], Box::pin(futures_util::stream::pending()), outbound));
+    let events = rx.map(|out| {
+        Ok::<_, Infallible>(match out {
+            Outbound::Frame(frame) => {
+                let (name, id) = frame.sse_fields();
+                let event = Event::default().event(name).data(frame_json(&frame));
+                match id {
+                    Some(id) => event.id(id),
+                    None => event,
+                }
+            }
+            Outbound::Ping => Event::default().comment("ping"),
+            Outbound::Close(code, reason) => {
+                Event::default().event("close").data(serde_json::json!({ "code": code, "reason": reason }).to_string())
+            }
+        })
+    });
+    // The actor's own pings keep the stream alive; this only covers a stalled actor.
+    let keep_alive = KeepAlive::new().interval(state.realtime().settings.ping_interval * 2);
+    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+}
+
+/// The protocol's machine-readable description (AsyncAPI 3.0 with JSON Schemas).
+pub async fn describe() -> impl IntoResponse {
+    axum::Json(super::protocol::document())
+}
