@@ -57,9 +57,8 @@ pub async fn list_inbox(
     let mut problems = Problems::default();
     let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
     let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
-    let cursor = problems.optional("cursor", q.cursor.as_deref(), |c| {
-        parse_inbox_cursor(c).ok_or("must be a cursor from this list")
-    });
+    let cursor = problems
+        .optional("cursor", q.cursor.as_deref(), |c| parse_inbox_cursor(c).ok_or("must be a cursor from this list"));
     problems.finish()?;
     let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
     let page = state.chat().inbox(who.identity.user_id, &scope, PageRequest { limit, direction, cursor }).await?;
@@ -113,10 +112,6 @@ pub async fn set_presence(
     let expires = state.chat().set_presence(agent, &scope, online).await?;
     Ok(Success::ok(
         "presence updated",
-        AgentPresence {
-            agent_id: agent.get(),
-            status: body.status,
-            expires_at: expires.map(|t| t.to_rfc3339()),
-        },
+        AgentPresence { agent_id: agent.get(), status: body.status, expires_at: expires.map(|t| t.to_rfc3339()) },
     ))
 }

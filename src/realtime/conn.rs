@@ -34,8 +34,8 @@ pub enum Inbound {
 /// What goes to the client.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A protocol message.
-    Frame(ServerMessage),
+    /// A protocol message (boxed: frames are large, pings and closes small).
+    Frame(Box<ServerMessage>),
     /// A keep-alive.
     Ping,
     /// End the stream with this code and reason.
@@ -171,7 +171,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     }
 
     async fn send(&mut self, frame: ServerMessage) -> Result<(), End> {
-        self.emit(Outbound::Frame(frame)).await
+        self.emit(Outbound::Frame(Box::new(frame))).await
     }
 
     async fn fail(&mut self, err: AppError, session: Option<SessionId>) -> Result<(), End> {
@@ -180,7 +180,8 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
             AppError::Forbidden => ServerMessage::error("forbidden", "not allowed in this tenant", session_id),
             AppError::NotFound => ServerMessage::error("not_found", "no such session in this tenant", session_id),
             AppError::Validation(fields) => {
-                let detail = fields.iter().map(|(k, v)| format!("{k}: {}", v.join(", "))).collect::<Vec<_>>().join("; ");
+                let detail =
+                    fields.iter().map(|(k, v)| format!("{k}: {}", v.join(", "))).collect::<Vec<_>>().join("; ");
                 ServerMessage::error("invalid_message", detail, session_id)
             }
             AppError::Unavailable(cause) => {
@@ -244,7 +245,8 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 };
                 let interval = self.rt.settings.typing_interval;
                 let Some(sub) = self.subs.get_mut(&(t, s)) else {
-                    let frame = ServerMessage::error("not_subscribed", "subscribe to the session first", Some(s.to_string()));
+                    let frame =
+                        ServerMessage::error("not_subscribed", "subscribe to the session first", Some(s.to_string()));
                     return self.send(frame).await;
                 };
                 // Rate limit: extra typing notices within the interval are dropped.

@@ -18,11 +18,13 @@ pub async fn streams_changed(state: &AppState, rt: &Realtime, change: AgentStrea
     let presence = &state.chat().storage().presence;
     let now = Timestamp::now();
     match change {
-        AgentStreams::First(agent, scope) => match presence.touch_presence(agent, &rt.node, &scope, expiry(state, now), now).await {
-            Ok(true) => state.chat().announce_presence(agent, true).await,
-            Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err, "presence not recorded"),
-        },
+        AgentStreams::First(agent, scope) => {
+            match presence.touch_presence(agent, &rt.node, &scope, expiry(state, now), now).await {
+                Ok(true) => state.chat().announce_presence(agent, true).await,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %err, "presence not recorded"),
+            }
+        }
         AgentStreams::Last(agent) => match presence.drop_presence(agent, &rt.node, now).await {
             Ok(true) => state.chat().announce_presence(agent, false).await,
             Ok(false) => {}

@@ -52,7 +52,10 @@ pub async fn create_ticket(
 ) -> Result<Success<StreamTicket>, AppError> {
     let caller = caller.ok_or_else(|| AppError::field("X-Tenant-ID", "is required"))?;
     let issued = state.chat().issue_ticket(&caller, &identity).await?;
-    Ok(Success::created("ticket issued", StreamTicket { ticket: issued.ticket, expires_at: issued.expires_at.to_rfc3339() }))
+    Ok(Success::created(
+        "ticket issued",
+        StreamTicket { ticket: issued.ticket, expires_at: issued.expires_at.to_rfc3339() },
+    ))
 }
 
 /// Query of the stream endpoints.
@@ -74,7 +77,8 @@ pub async fn open_websocket(
     Query(query): Query<StreamQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
-    let upgrade = upgrade.map_err(|rej| AppError::field("Upgrade", format!("a WebSocket handshake is required ({rej})")))?;
+    let upgrade =
+        upgrade.map_err(|rej| AppError::field("Upgrade", format!("a WebSocket handshake is required ({rej})")))?;
     let peer = redeem(&state, &query).await?;
     Ok(upgrade.on_upgrade(move |socket| serve_socket(state, peer, socket)).into_response())
 }
@@ -86,7 +90,8 @@ async fn serve_socket(state: AppState, peer: Peer, socket: WebSocket) {
         .filter_map(|msg| {
             future::ready(match msg {
                 Ok(Message::Text(text)) => Some(Inbound::Message(
-                    serde_json::from_str::<ClientMessage>(text.as_str()).map_err(|e| format!("unreadable message: {e}")),
+                    serde_json::from_str::<ClientMessage>(text.as_str())
+                        .map_err(|e| format!("unreadable message: {e}")),
                 )),
                 Ok(Message::Binary(_)) => Some(Inbound::Message(Err("binary frames are not supported".to_owned()))),
                 Ok(Message::Ping(_) | Message::Pong(_)) => Some(Inbound::Alive),

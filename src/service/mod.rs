@@ -112,10 +112,10 @@ impl Livechat {
         let now = Timestamp::now();
         match (named, agent_id) {
             // An agent naming someone else: that agent must be online.
-            (Some(named), _) if named != caller.user_id => {
-                if !self.storage.presence.agent_online(named, now).await? {
-                    return Err(AppError::AgentOffline);
-                }
+            (Some(named), _)
+                if named != caller.user_id && !self.storage.presence.agent_online(named, now).await? =>
+            {
+                return Err(AppError::AgentOffline);
             }
             // A tenant user's session goes to the least busy online agent, or waits.
             (None, None) => agent_id = self.storage.presence.least_busy_agent(caller.tenant_id, now).await?,
@@ -154,7 +154,9 @@ impl Livechat {
         let (scan, take) = plan.main_scan();
         let items = self.store.scan_sessions(caller.tenant_id, caller.user_id, filter, scan, take).await?;
         let found = match plan.probe(&items) {
-            Some(probe) => !self.store.scan_sessions(caller.tenant_id, caller.user_id, filter, probe, 1).await?.is_empty(),
+            Some(probe) => {
+                !self.store.scan_sessions(caller.tenant_id, caller.user_id, filter, probe, 1).await?.is_empty()
+            }
             None => false,
         };
         Ok(plan.finish(items, found))

@@ -58,7 +58,9 @@ impl Livechat {
         match self.store.assign_session(caller.tenant_id, id, caller.user_id, true, Timestamp::now()).await {
             Ok(session) => Ok(session),
             // Claiming what one already holds is harmless.
-            Err(StoreError::AlreadyAssigned(Some(holder))) if holder == caller.user_id => self.get_session(caller, id).await,
+            Err(StoreError::AlreadyAssigned(Some(holder))) if holder == caller.user_id => {
+                self.get_session(caller, id).await
+            }
             Err(err) => Err(err.into()),
         }
     }
@@ -88,7 +90,14 @@ impl Livechat {
                 mark
             }
             // Already read that far: report the request as the mark (it is at or before it).
-            None => ReadMark { tenant_id: caller.tenant_id, session_id: id, user_id: caller.user_id, message_id: message, seq: 0, at: now },
+            None => ReadMark {
+                tenant_id: caller.tenant_id,
+                session_id: id,
+                user_id: caller.user_id,
+                message_id: message,
+                seq: 0,
+                at: now,
+            },
         };
         Ok(mark)
     }
@@ -123,7 +132,12 @@ impl Livechat {
     }
 
     /// Sets the calling agent online (for one presence period; repeat to stay) or offline.
-    pub async fn set_presence(&self, agent: UserId, scope: &AgentScope, online: bool) -> Result<Option<Timestamp>, AppError> {
+    pub async fn set_presence(
+        &self,
+        agent: UserId,
+        scope: &AgentScope,
+        online: bool,
+    ) -> Result<Option<Timestamp>, AppError> {
         let now = Timestamp::now();
         if online {
             let expires = Timestamp::from_micros(now.micros().saturating_add(micros(self.limits.presence_ttl)));
@@ -150,7 +164,8 @@ impl Livechat {
     pub async fn issue_ticket(&self, caller: &Caller, identity: &Identity) -> Result<IssuedTicket, AppError> {
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let ticket = format!("{}.{secret}", caller.tenant_id);
-        let expires_at = Timestamp::from_micros(Timestamp::now().micros().saturating_add(micros(self.limits.ticket_ttl)));
+        let expires_at =
+            Timestamp::from_micros(Timestamp::now().micros().saturating_add(micros(self.limits.ticket_ttl)));
         self.storage
             .presence
             .put_ticket(&Ticket {
@@ -168,7 +183,12 @@ impl Livechat {
     pub async fn redeem_ticket(&self, ticket: &str) -> Result<(TenantId, Identity), AppError> {
         let tenant = ticket.split_once('.').and_then(|(t, _)| TenantId::parse(t).ok()).ok_or(AppError::Unauthorized)?;
         let now = Timestamp::now();
-        let stored = self.storage.presence.take_ticket(tenant, &hash_ticket(ticket), now).await?.ok_or(AppError::Unauthorized)?;
+        let stored = self
+            .storage
+            .presence
+            .take_ticket(tenant, &hash_ticket(ticket), now)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
         if stored.token_exp <= now.micros() / 1_000_000 {
             return Err(AppError::Unauthorized);
         }

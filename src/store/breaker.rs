@@ -13,12 +13,12 @@ use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};
 use crate::domain::page::Scan;
 use crate::domain::session::{InboxPosition, NewSession, Session, SessionFilter, SessionPosition};
-use uuid::Uuid;
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -284,7 +284,13 @@ mod tests {
         ) -> Result<Vec<Message>, StoreError> {
             Ok(Vec::new())
         }
-        async fn events_after(&self, _: TenantId, _: SessionId, _: i64, _: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        async fn events_after(
+            &self,
+            _: TenantId,
+            _: SessionId,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
             Ok(Vec::new())
         }
         async fn event_seq(&self, _: TenantId, _: SessionId, _: Uuid) -> Result<Option<i64>, StoreError> {

@@ -275,7 +275,11 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         },
         policy: AccessPolicy::default(),
         max_body_bytes: options.max_body_bytes,
-        limits: Limits { max_message_chars: 4_000, presence_ttl: options.presence_ttl, ticket_ttl: Duration::from_secs(30) },
+        limits: Limits {
+            max_message_chars: 4_000,
+            presence_ttl: options.presence_ttl,
+            ticket_ttl: Duration::from_secs(30),
+        },
         realtime: options.realtime,
         shutdown_timeout: Duration::from_secs(5),
     }
@@ -337,7 +341,12 @@ impl TestApp {
     /// Puts an agent online through `PUT /agents/me/presence`.
     pub async fn set_online(&self, agent: &User) {
         let r = self
-            .raw(self.client.put(self.url("/agents/me/presence")).bearer_auth(agent.token()).json(&serde_json::json!({ "status": "online" })))
+            .raw(
+                self.client
+                    .put(self.url("/agents/me/presence"))
+                    .bearer_auth(agent.token())
+                    .json(&serde_json::json!({ "status": "online" })),
+            )
             .await;
         assert_eq!(r.status, 200, "set online: {}", r.body);
     }
