@@ -112,9 +112,7 @@ impl Livechat {
         let now = Timestamp::now();
         match (named, agent_id) {
             // An agent naming someone else: that agent must be online.
-            (Some(named), _)
-                if named != caller.user_id && !self.storage.presence.agent_online(named, now).await? =>
-            {
+            (Some(named), _) if named != caller.user_id && !self.storage.presence.agent_online(named, now).await? => {
                 return Err(AppError::AgentOffline);
             }
             // A tenant user's session goes to the least busy online agent, or waits.
