@@ -3,6 +3,7 @@
 
 use crate::helpers::{Backend, TempDir, TestDb, User, read};
 use crate::node::Node;
+use crate::stream::{Frame, Ws};
 use serde_json::json;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -260,4 +261,103 @@ async fn node_recovers_by_itself_after_the_database_restarts() {
     let (status, _) = node.terminate().await;
     assert!(status.success());
     drop(pg);
+}
+
+async fn node_ticket(node: &Node, user: &User, tenant: i64) -> String {
+    let r = node.post("/realtime/tickets", user, tenant, None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.data()["ticket"].as_str().unwrap().to_owned()
+}
+
+async fn node_ws(node: &Node, issuer: &Node, user: &User, tenant: i64) -> Ws {
+    // Tickets live in the database: one node issues, another redeems.
+    let ticket = node_ticket(issuer, user, tenant).await;
+    Ws::connect_ticket(node.addr, "/api/livechat", &ticket, None).await.expect("websocket opens")
+}
+
+async fn presence_of(ws: &mut Ws, agent: i64) -> String {
+    loop {
+        let ev = ws.next_event("presence").await;
+        if ev["data"]["agent_id"] == agent {
+            return ev["data"]["status"].as_str().unwrap().to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_spans_nodes_and_a_crashed_node_s_agents_go_offline() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let env = [("LIVECHAT_PRESENCE_TTL", "1500ms"), ("LIVECHAT_STREAM_PING_INTERVAL", "1s")];
+    let (a, b) = tokio::join!(Node::start(db.url(), &env), Node::start(db.url(), &env));
+    let user = User::member(100, 12);
+    let agent = User::agent(1);
+    let session = a.post("/sessions", &user, 12, None).await.id();
+
+    let mut user_ws = node_ws(&a, &b, &user, 12).await;
+    let mut agent_ws = node_ws(&b, &a, &agent, 12).await;
+    user_ws.subscribe(&session, None, None).await;
+    agent_ws.subscribe(&session, None, None).await;
+    agent_ws.send(json!({ "type": "watch_inbox" })).await;
+
+    // Written on A, delivered on B; written on B, delivered on A.
+    let hello = a.post(&format!("/sessions/{session}/messages"), &user, 12, Some(json!({ "message": "dari A" }))).await;
+    assert_eq!(agent_ws.next_event("message.created").await["id"], hello.data()["id"]);
+    let reply =
+        b.post(&format!("/sessions/{session}/messages"), &agent, 12, Some(json!({ "message": "dari B" }))).await;
+    assert_eq!(user_ws.next_event("message.created").await["id"], hello.data()["id"], "its own message first");
+    assert_eq!(user_ws.next_event("message.created").await["id"], reply.data()["id"]);
+    // Typing crosses nodes too.
+    user_ws.send(json!({ "type": "typing", "session_id": session })).await;
+    assert_eq!(agent_ws.next_event("typing").await["data"]["user_id"], 100);
+
+    // Resume across nodes: disconnect from A, miss messages written on B, reconnect to B.
+    let last_seen = reply.id();
+    user_ws.close().await;
+    let mut missed = Vec::new();
+    for i in 0..5 {
+        let r = b
+            .post(&format!("/sessions/{session}/messages"), &agent, 12, Some(json!({ "message": format!("m{i}") })))
+            .await;
+        missed.push(r.id());
+    }
+    let mut user_ws = node_ws(&b, &a, &user, 12).await;
+    user_ws.subscribe(&session, None, Some(&last_seen)).await;
+    for id in &missed {
+        assert_eq!(&user_ws.next_event("message.created").await["id"], id);
+    }
+
+    // An agent whose node crashes goes offline for everyone within seconds.
+    let mut c = Node::start(db.url(), &env).await;
+    let crashing = User::agent(77);
+    let _held = node_ws(&c, &a, &crashing, 12).await;
+    assert_eq!(presence_of(&mut agent_ws, 77).await, "online");
+    c.child.start_kill().expect("kill -9");
+    let _ = c.child.wait().await;
+    let started = Instant::now();
+    assert_eq!(presence_of(&mut agent_ws, 77).await, "offline");
+    assert!(started.elapsed() < Duration::from_secs(6), "offline after {:?}", started.elapsed());
+
+    // Closing on B ends the subscription on A's client (now on B) and on B.
+    let closed = b.post(&format!("/sessions/{session}/close"), &agent, 12, None).await;
+    assert_eq!(closed.status, 200);
+    let ev = user_ws.next_event("session.updated").await;
+    assert_eq!(ev["data"]["status"], "CLOSED");
+    assert_eq!(user_ws.next_json().await["reason"], "session_closed");
+
+    // Graceful shutdown says "going away" so clients reconnect elsewhere.
+    let (status, _) = b.terminate().await;
+    assert!(status.success());
+    let mut closed_code = None;
+    for _ in 0..50 {
+        match agent_ws.next().await {
+            Frame::Closed(code) => {
+                closed_code = Some(code);
+                break;
+            }
+            Frame::Ended => break,
+            Frame::Json(_) => {}
+        }
+    }
+    assert_eq!(closed_code, Some(1001));
+    a.terminate().await;
 }
