@@ -84,7 +84,7 @@ pub struct AgentPresence {
     pub status: String,
     /// Until when `online` holds without another PUT.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
+    #[schema(format = DateTime, nullable = false)]
     pub expires_at: Option<String>,
 }
 
@@ -94,6 +94,7 @@ pub struct AgentPresence {
     request_body = PresenceRequest,
     responses(
         (status = 200, body = inline(ApiResponse<AgentPresence>)),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
     ), security(("bearer" = [])))]
 pub async fn set_presence(

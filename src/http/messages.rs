@@ -140,6 +140,7 @@ pub struct ReadReceipt {
     request_body = MarkReadRequest,
     responses(
         (status = 200, body = inline(ApiResponse<ReadReceipt>)),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
     ), security(("bearer" = [])))]

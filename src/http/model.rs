@@ -18,6 +18,7 @@ pub struct ChatSession {
     pub tenant_id: i64,
     /// Assigned agent; omitted while the session is queued.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub agent_id: Option<i64>,
     /// `OPEN` or `CLOSED`.
     #[schema(pattern = "^(OPEN|CLOSED)$")]
@@ -32,10 +33,11 @@ pub struct ChatSession {
     pub opened_by: i64,
     /// When it was closed (additive field); omitted while open.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
+    #[schema(format = DateTime, nullable = false)]
     pub closed_at: Option<String>,
     /// On lists only (additive field): messages from others after the caller's read mark.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub unread_count: Option<i64>,
 }
 
@@ -90,9 +92,11 @@ impl From<Message> for ChatMessage {
 pub struct Pagination {
     /// Cursor for the older page; present iff `has_next`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
     /// Cursor for the newer page (with `direction=after`); present iff `has_prev`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub prev_cursor: Option<String>,
     /// Older matching items exist.
     pub has_next: bool,
@@ -124,6 +128,7 @@ pub struct Meta {
     pub timestamp: String,
     /// Only on list endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub pagination: Option<Pagination>,
 }
 
@@ -135,10 +140,12 @@ pub struct ApiResponse<T> {
     /// A short English message on success; a snake_case code on error.
     pub message: String,
     /// The payload; `null` on error.
+    #[schema(required)]
     pub data: Option<T>,
     /// Request metadata.
     pub meta: Meta,
     /// Field → messages on validation errors; otherwise `null`.
+    #[schema(required)]
     pub errors: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
@@ -164,10 +171,11 @@ pub struct ErrorResponse {
     /// Stable snake_case code, e.g. `validation_error`, `not_found`.
     pub message: String,
     /// Always `null`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     pub data: Option<serde_json::Value>,
     /// Request metadata.
     pub meta: Meta,
     /// Field → messages, or `null` when no field is at fault.
+    #[schema(required)]
     pub errors: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }

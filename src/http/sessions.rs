@@ -156,6 +156,7 @@ pub struct TransferRequest {
         (status = 400, description = "`validation_error`, `agent_offline`", body = ErrorResponse),
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
     ), security(("bearer" = [])))]
 pub async fn transfer_session(
     State(state): State<AppState>,

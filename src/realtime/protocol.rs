@@ -145,14 +145,15 @@ pub enum ServerMessage {
         event: EventName,
         /// Persisted events only: what to resume from (`last_event_id`, SSE `Last-Event-ID`).
         #[serde(skip_serializing_if = "Option::is_none")]
-        #[schema(format = Uuid)]
+        #[schema(format = Uuid, nullable = false)]
         id: Option<String>,
         /// The session it concerns (absent for `presence`).
         #[serde(skip_serializing_if = "Option::is_none")]
-        #[schema(format = Uuid)]
+        #[schema(format = Uuid, nullable = false)]
         session_id: Option<String>,
         /// The tenant of that session.
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
         tenant_id: Option<i64>,
         /// The payload: a `ChatMessage`, a `ChatSession`, or the small objects above.
         data: EventData,
@@ -187,7 +188,7 @@ pub enum ServerMessage {
         message: String,
         /// The session concerned, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
-        #[schema(format = Uuid)]
+        #[schema(format = Uuid, nullable = false)]
         session_id: Option<String>,
     },
 }

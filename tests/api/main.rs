@@ -7,10 +7,12 @@ mod node;
 
 mod access;
 mod auth;
+mod bench;
 mod cli;
 mod cluster;
 mod envelope;
 mod messages;
+mod openapi;
 mod pagination;
 mod realtime;
 mod sessions;
