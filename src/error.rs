@@ -38,9 +38,9 @@ pub enum AppError {
     /// 400: the named agent is offline.
     #[error("agent offline")]
     AgentOffline,
-    /// 409: another agent claimed the session first.
+    /// 409: another agent claimed the session first (it holds it now).
     #[error("session already assigned")]
-    AlreadyAssigned,
+    AlreadyAssigned(Option<crate::domain::ids::UserId>),
     /// 422: idempotency key reused with a different body.
     #[error("idempotency key reused")]
     IdempotencyKeyReused,
@@ -64,10 +64,10 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::SessionAlreadyActive(id) => Self::SessionAlreadyActive(id),
             StoreError::SessionNotOpen => Self::NotFound,
-            StoreError::AlreadyAssigned(_) => Self::AlreadyAssigned,
+            StoreError::AlreadyAssigned(holder) => Self::AlreadyAssigned(holder),
             StoreError::MessageNotFound => Self::field("message_id", "is not a message of this session"),
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
-            StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Unavailable(e) | StoreError::Unreachable(e) => Self::Unavailable(e),
             StoreError::Internal(e) => Self::Internal(e.into()),
         }
     }

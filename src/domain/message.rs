@@ -24,6 +24,9 @@ pub enum BadText {
     /// Longer than allowed.
     #[error("message must be at most {0} characters")]
     TooLong(usize),
+    /// Holds a NUL character, which text columns cannot store.
+    #[error("message must not contain NUL characters")]
+    Nul,
 }
 
 impl MessageText {
@@ -35,6 +38,9 @@ impl MessageText {
         }
         if trimmed.chars().count() > max_chars {
             return Err(BadText::TooLong(max_chars));
+        }
+        if trimmed.contains('\0') {
+            return Err(BadText::Nul);
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -64,7 +70,7 @@ pub struct SearchTerm {
 
 /// Why a search term was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("term must be 1 to {MAX_TERM_CHARS} characters after trimming")]
+#[error("term must be 1 to {MAX_TERM_CHARS} characters after trimming, without NUL")]
 pub struct BadTerm;
 
 impl SearchTerm {
@@ -72,7 +78,7 @@ impl SearchTerm {
     pub fn parse(raw: &str) -> Result<Self, BadTerm> {
         let trimmed = raw.trim();
         let len = trimmed.chars().count();
-        if len == 0 || len > MAX_TERM_CHARS {
+        if len == 0 || len > MAX_TERM_CHARS || trimmed.contains('\0') {
             return Err(BadTerm);
         }
         Ok(Self { folded: fold(trimmed) })
@@ -197,6 +203,7 @@ mod tests {
         assert_eq!(MessageText::parse(" \n\t ", 10), Err(BadText::Empty));
         assert!(MessageText::parse(&"é".repeat(10), 10).is_ok());
         assert_eq!(MessageText::parse(&"é".repeat(11), 10), Err(BadText::TooLong(10)));
+        assert_eq!(MessageText::parse("a\0b", 10), Err(BadText::Nul));
     }
 
     #[test]
@@ -204,6 +211,7 @@ mod tests {
         assert_eq!(SearchTerm::parse(" ÉTÉ ").unwrap().folded(), "été");
         assert_eq!(SearchTerm::parse("   "), Err(BadTerm));
         assert_eq!(SearchTerm::parse(&"a".repeat(201)), Err(BadTerm));
+        assert_eq!(SearchTerm::parse("a\0"), Err(BadTerm));
     }
 
     #[test]

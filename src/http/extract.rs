@@ -76,9 +76,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// Parses the `:id` segment of a session route.
-pub fn session_id(raw: &str) -> Result<SessionId, AppError> {
-    SessionId::parse(raw).map_err(|e| AppError::field("id", e))
+/// The `:id` segment of a session route, as a session id (400 otherwise,
+/// including for segments that are not valid UTF-8).
+pub struct SessionPath(pub SessionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::field("id", crate::domain::ids::NotAUuid))?;
+        SessionId::parse(&raw).map(Self).map_err(|e| AppError::field("id", e))
+    }
 }
 
 fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, AppError> {

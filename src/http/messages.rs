@@ -1,7 +1,7 @@
 //! `/sessions/:id/messages` routes (CONTRACT section 5).
 
 use super::AppState;
-use super::extract::{Authed, Json, Query, session_id};
+use super::extract::{Authed, Json, Query, SessionPath};
 use super::model::{ApiResponse, ChatMessage, ErrorResponse, Pagination, SendMessageRequest};
 use super::response::Success;
 use crate::domain::ids::{MessageId, UserId};
@@ -11,7 +11,7 @@ use crate::domain::time::Timestamp;
 use crate::error::{AppError, Problems};
 use crate::service::PageRequest;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use serde::Deserialize;
@@ -38,11 +38,10 @@ pub fn router() -> Router<AppState> {
 pub async fn send_message(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    SessionPath(session): SessionPath,
     headers: HeaderMap,
     Json(body): Json<SendMessageRequest>,
 ) -> Result<Success<ChatMessage>, AppError> {
-    let session = session_id(&id)?;
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().ok().and_then(|k| IdempotencyKey::parse(k).ok()))
@@ -85,10 +84,9 @@ pub struct ListMessagesQuery {
 pub async fn list_messages(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    SessionPath(session): SessionPath,
     Query(q): Query<ListMessagesQuery>,
 ) -> Result<Success<Vec<ChatMessage>>, AppError> {
-    let session = session_id(&id)?;
     let mut problems = Problems::default();
     let term = problems.optional("term", q.term.as_deref(), SearchTerm::parse);
     let sender_id = problems.optional("sender_id", q.sender_id.as_deref(), UserId::parse);
@@ -147,10 +145,9 @@ pub struct ReadReceipt {
 pub async fn mark_read(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    SessionPath(session): SessionPath,
     Json(body): Json<MarkReadRequest>,
 ) -> Result<Success<ReadReceipt>, AppError> {
-    let session = session_id(&id)?;
     let body = body.ok_or_else(|| AppError::field("message_id", "is required"))?;
     let message = MessageId::parse(&body.message_id).map_err(|e| AppError::field("message_id", e))?;
     let mark = state.chat().mark_read(&caller, session, message).await?;

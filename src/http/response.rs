@@ -96,7 +96,7 @@ impl AppError {
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::SessionAlreadyActive(_) => (StatusCode::BAD_REQUEST, "session_already_active"),
             Self::AgentOffline => (StatusCode::BAD_REQUEST, "agent_offline"),
-            Self::AlreadyAssigned => (StatusCode::CONFLICT, "session_already_assigned"),
+            Self::AlreadyAssigned(_) => (StatusCode::CONFLICT, "session_already_assigned"),
             Self::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),

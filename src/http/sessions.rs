@@ -1,7 +1,7 @@
 //! `/sessions` routes (CONTRACT section 4).
 
 use super::AppState;
-use super::extract::{Authed, Json, Query, session_id};
+use super::extract::{Authed, Json, Query, SessionPath};
 use super::model::{ApiResponse, ChatSession, ErrorResponse, Pagination, StartSessionRequest};
 use super::response::Success;
 use crate::domain::ids::{SessionId, UserId};
@@ -10,7 +10,7 @@ use crate::domain::session::{SessionFilter, SessionStatus};
 use crate::error::{AppError, Problems};
 use crate::service::PageRequest;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
@@ -102,9 +102,9 @@ pub async fn list_sessions(
 pub async fn get_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    SessionPath(session): SessionPath,
 ) -> Result<Success<ChatSession>, AppError> {
-    let session = state.chat().get_session(&caller, session_id(&id)?).await?;
+    let session = state.chat().get_session(&caller, session).await?;
     Ok(Success::ok("session found", session.into()))
 }
 
@@ -118,9 +118,9 @@ pub async fn get_session(
 pub async fn close_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    SessionPath(session): SessionPath,
 ) -> Result<Success<ChatSession>, AppError> {
-    let session = state.chat().close_session(&caller, session_id(&id)?).await?;
+    let session = state.chat().close_session(&caller, session).await?;
     Ok(Success::ok("session closed", session.into()))
 }
 
@@ -135,9 +135,9 @@ pub async fn close_session(
 pub async fn claim_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    SessionPath(session): SessionPath,
 ) -> Result<Success<ChatSession>, AppError> {
-    let session = state.chat().claim_session(&caller, session_id(&id)?).await?;
+    let session = state.chat().claim_session(&caller, session).await?;
     Ok(Success::ok("session claimed", session.into()))
 }
 
@@ -161,10 +161,9 @@ pub struct TransferRequest {
 pub async fn transfer_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    SessionPath(session): SessionPath,
     Json(body): Json<TransferRequest>,
 ) -> Result<Success<ChatSession>, AppError> {
-    let session = session_id(&id)?;
     let body = body.ok_or_else(|| AppError::field("agent_id", "is required"))?;
     let to = UserId::new(body.agent_id).map_err(|e| AppError::field("agent_id", e))?;
     let session = state.chat().transfer_session(&caller, session, to).await?;

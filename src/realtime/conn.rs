@@ -4,9 +4,9 @@
 //! The transport (WebSocket or SSE) only converts frames; the logic here is
 //! generic over a `Stream` of client input and a `Sink` of output.
 
-use super::hub::{AgentStreams, ConnId};
+use super::Realtime;
+use super::hub::ConnId;
 use super::protocol::{ClientMessage, EventData, EventName, PresenceData, ReadData, ServerMessage, TypingData, close};
-use super::{Realtime, presence};
 use crate::domain::access::{AgentScope, Caller, Identity};
 use crate::domain::event::{Notice, StoredEvent};
 use crate::domain::ids::{SessionId, TenantId, UserId};
@@ -71,30 +71,37 @@ struct Actor<O> {
     id: ConnId,
     out: O,
     subs: HashMap<(TenantId, SessionId), Sub>,
+    /// Where ended subscriptions stopped, so the inbox path does not repeat them.
+    ended: HashMap<(TenantId, SessionId), i64>,
     inbox: bool,
 }
 
 /// Unregisters the connection however the actor ends (even if its task is dropped).
 struct Registration {
-    state: AppState,
     rt: Arc<Realtime>,
     id: ConnId,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let change = self.rt.hub.disconnect(self.id);
-        if change != AgentStreams::Unchanged {
-            let (state, rt) = (self.state.clone(), self.rt.clone());
-            tokio::spawn(async move { presence::streams_changed(&state, &rt, change).await });
-        }
+        // Presence changes go through one queue, in order, so a reconnect's
+        // "online" cannot be overtaken by the old stream's "offline".
+        self.rt.presence_changed(self.rt.hub.disconnect(self.id));
     }
 }
 
+/// What kind of stream this is.
+pub enum Transport {
+    /// A WebSocket: many sessions, client messages, pings answered.
+    WebSocket,
+    /// Server-Sent Events for one session: subscribes with this message and
+    /// ends when that subscription ends.
+    EventStream(ClientMessage),
+}
+
 /// Runs a connection until the client leaves, the server shuts down, the
-/// token expires or the client falls too far behind. `initial` messages are
-/// handled first (SSE subscribes this way).
-pub async fn run<I, O>(state: AppState, peer: Peer, initial: Vec<ClientMessage>, mut inbound: I, out: O)
+/// token expires or the client falls too far behind.
+pub async fn run<I, O>(state: AppState, peer: Peer, transport: Transport, mut inbound: I, out: O)
 where
     I: Stream<Item = Inbound> + Unpin + Send,
     O: Sink<Outbound> + Unpin + Send,
@@ -103,8 +110,8 @@ where
     let scope = state.policy().agent_scope(&peer.identity);
     let agent = scope.clone().map(|s| (peer.identity.user_id, s));
     let (id, mut inlet, change) = rt.hub.connect(agent);
-    let _registration = Registration { state: state.clone(), rt: rt.clone(), id };
-    presence::streams_changed(&state, &rt, change).await;
+    let _registration = Registration { rt: rt.clone(), id };
+    rt.presence_changed(change);
 
     let mut shutdown = rt.shutdown.clone();
     let expires_in = Duration::from_secs(u64::try_from(peer.identity.expires_at - now_secs()).unwrap_or(0));
@@ -113,13 +120,31 @@ where
     let mut heartbeat = tokio::time::interval(rt.settings.ping_interval);
     heartbeat.tick().await;
     let mut last_alive = Instant::now();
+    // An event stream has no way to answer pings; a dead one fails its writes instead.
+    let (idle_check, single) = match &transport {
+        Transport::WebSocket => (true, false),
+        Transport::EventStream(_) => (false, true),
+    };
 
-    let mut actor = Actor { state, rt: rt.clone(), peer, scope, id, out, subs: HashMap::new(), inbox: false };
+    let mut actor = Actor {
+        state,
+        rt: rt.clone(),
+        peer,
+        scope,
+        id,
+        out,
+        subs: HashMap::new(),
+        ended: HashMap::new(),
+        inbox: false,
+    };
     let end: Result<(), End> = async {
-        for msg in initial {
-            actor.handle(Ok(msg)).await?;
+        if let Transport::EventStream(subscribe) = transport {
+            actor.handle(Ok(subscribe)).await?;
         }
         loop {
+            if single && actor.subs.is_empty() {
+                return Err(End::Close(close::NORMAL, "subscription ended"));
+            }
             tokio::select! {
                 biased;
                 () = super::stopped(&mut shutdown) => return Err(End::Close(close::GOING_AWAY, "server shutting down")),
@@ -128,6 +153,10 @@ where
                     let frame = ServerMessage::error("lagged", "too far behind; reconnect and resume from the last event id", None);
                     actor.send(frame).await?;
                     return Err(End::Close(close::TOO_SLOW, "too slow"));
+                }
+                () = inlet.pending.changed() => {
+                    let (dirty, resync) = inlet.pending.take();
+                    actor.on_committed(dirty, resync).await?;
                 }
                 input = inbound.next() => match input {
                     Some(Inbound::Message(msg)) => {
@@ -142,7 +171,7 @@ where
                     None => return Err(End::Gone),
                 },
                 _ = heartbeat.tick() => {
-                    if last_alive.elapsed() > rt.settings.idle_timeout {
+                    if idle_check && last_alive.elapsed() > rt.settings.idle_timeout {
                         return Err(End::Close(close::IDLE, "idle"));
                     }
                     actor.emit(Outbound::Ping).await?;
@@ -216,9 +245,13 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 let target = self.target(&session_id, tenant_id);
                 match target {
                     Ok((t, s, caller)) => {
+                        let existing = self.subs.contains_key(&(t, s));
                         if let Err(err) = self.subscribe(t, s, caller, last_event_id.as_deref()).await? {
-                            self.rt.hub.unsubscribe(self.id, t, s);
-                            self.subs.remove(&(t, s));
+                            // A failed re-subscribe leaves the working subscription alone.
+                            if !existing {
+                                self.rt.hub.unsubscribe(self.id, t, s);
+                                self.subs.remove(&(t, s));
+                            }
                             return self.fail(err, Some(s)).await;
                         }
                         Ok(())
@@ -293,6 +326,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 }
             }
         };
+        self.ended.remove(&(t, s));
         self.subs.insert((t, s), Sub { last_seq, agent_id: session.agent_id, caller, last_typing: None });
         self.send(ServerMessage::Subscribed { session_id: s.to_string(), tenant_id: t.get() }).await?;
         self.catch_up(t, s).await?;
@@ -305,7 +339,8 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
 
     async fn end_sub(&mut self, t: TenantId, s: SessionId, reason: &'static str) -> Result<(), End> {
         self.rt.hub.unsubscribe(self.id, t, s);
-        if self.subs.remove(&(t, s)).is_some() {
+        if let Some(sub) = self.subs.remove(&(t, s)) {
+            self.ended.insert((t, s), sub.last_seq);
             self.send(ServerMessage::Unsubscribed { session_id: s.to_string(), tenant_id: t.get(), reason }).await?;
         }
         Ok(())
@@ -352,11 +387,9 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     async fn on_notice(&mut self, notice: Notice) -> Result<(), End> {
         match notice {
             Notice::Committed { t, s, q, c } => {
-                if let Some(sub) = self.subs.get(&(t, s)) {
-                    if q > sub.last_seq {
-                        self.catch_up(t, s).await?;
-                    }
-                } else if c && self.inbox && self.scope.as_ref().is_some_and(|sc| sc.covers(t)) {
+                let repeated = self.ended.get(&(t, s)).is_some_and(|&seen| q <= seen);
+                let in_scope = self.scope.as_ref().is_some_and(|sc| sc.covers(t));
+                if c && self.inbox && in_scope && !repeated && !self.subs.contains_key(&(t, s)) {
                     self.inbox_event(t, s, q).await?;
                 }
                 Ok(())
@@ -402,14 +435,26 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 })
                 .await
             }
-            Notice::Resync => {
-                let keys: Vec<_> = self.subs.keys().copied().collect();
-                for (t, s) in keys {
-                    self.catch_up(t, s).await?;
-                }
-                Ok(())
-            }
+            // Resynchronisation goes through `Pending`; nothing queued carries it.
+            Notice::Resync => Ok(()),
         }
+    }
+
+    /// Reads and sends what committed in subscribed sessions since their positions.
+    async fn on_committed(&mut self, dirty: HashMap<(TenantId, SessionId), i64>, resync: bool) -> Result<(), End> {
+        let keys: Vec<(TenantId, SessionId)> = if resync {
+            self.subs.keys().copied().collect()
+        } else {
+            dirty
+                .into_iter()
+                .filter(|(key, q)| self.subs.get(key).is_some_and(|sub| *q > sub.last_seq))
+                .map(|(k, _)| k)
+                .collect()
+        };
+        for (t, s) in keys {
+            self.catch_up(t, s).await?;
+        }
+        Ok(())
     }
 
     /// A session change seen from the inbox (no subscription, no replay).

@@ -14,10 +14,48 @@ pub type ConnId = u64;
 
 /// What a connection receives from the hub.
 pub struct Inlet {
-    /// Notices for this connection, bounded.
+    /// Ephemeral and inbox notices for this connection, bounded.
     pub notices: mpsc::Receiver<Notice>,
     /// Set (and notified) when the queue overflowed: the consumer is too slow.
     pub lagged: Arc<Lagged>,
+    /// Subscribed sessions with something new, coalesced.
+    pub pending: Arc<Pending>,
+}
+
+/// Subscribed sessions with committed events not yet read, one entry per
+/// session however many events: a busy session or a long replay can never
+/// overflow anything.
+#[derive(Default)]
+pub struct Pending {
+    dirty: Mutex<HashMap<(TenantId, SessionId), i64>>,
+    resync: AtomicBool,
+    wake: Notify,
+}
+
+impl Pending {
+    fn mark(&self, key: (TenantId, SessionId), seq: i64) {
+        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = dirty.entry(key).or_insert(seq);
+        *entry = (*entry).max(seq);
+        drop(dirty);
+        self.wake.notify_one();
+    }
+
+    fn resync(&self) {
+        self.resync.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Resolves when something was marked since the last [`Pending::take`].
+    pub async fn changed(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The marked sessions (newest sequence each), and whether everything must be re-read.
+    pub fn take(&self) -> (HashMap<(TenantId, SessionId), i64>, bool) {
+        let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
+        (dirty, self.resync.swap(false, Ordering::SeqCst))
+    }
 }
 
 /// The overflow flag of one connection.
@@ -48,6 +86,7 @@ impl Lagged {
 struct Conn {
     tx: mpsc::Sender<Notice>,
     lagged: Arc<Lagged>,
+    pending: Arc<Pending>,
     /// Agents' scope, for presence bookkeeping.
     agent: Option<(UserId, AgentScope)>,
 }
@@ -94,6 +133,7 @@ impl Hub {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.queue);
         let lagged = Arc::new(Lagged::default());
+        let pending = Arc::new(Pending::default());
         let mut reg = self.lock();
         let mut change = AgentStreams::Unchanged;
         if let Some((user, scope)) = &agent {
@@ -103,8 +143,8 @@ impl Hub {
                 change = AgentStreams::First(*user, scope.clone());
             }
         }
-        reg.conns.insert(id, Conn { tx, lagged: lagged.clone(), agent });
-        (id, Inlet { notices: rx, lagged }, change)
+        reg.conns.insert(id, Conn { tx, lagged: lagged.clone(), pending: pending.clone(), agent });
+        (id, Inlet { notices: rx, lagged, pending }, change)
     }
 
     /// Forgets a connection and its subscriptions.
@@ -151,6 +191,11 @@ impl Hub {
         self.lock().inbox.insert(id);
     }
 
+    /// Whether the agent still has a live stream on this node.
+    pub fn has_agent(&self, agent: UserId) -> bool {
+        self.lock().agents.contains_key(&agent)
+    }
+
     /// Agents with live streams on this node, for the presence heartbeat.
     pub fn live_agents(&self) -> Vec<(UserId, AgentScope)> {
         self.lock().agents.iter().map(|(u, (_, s))| (*u, s.clone())).collect()
@@ -173,26 +218,26 @@ impl Hub {
             }
         };
         match notice {
-            Notice::Committed { t, s, .. } | Notice::Typing { t, s, .. } => {
-                let session = reg.sessions.get(&(*t, *s));
-                let mut sent: HashSet<ConnId> = HashSet::new();
-                for id in session.into_iter().flatten() {
-                    sent.insert(*id);
-                    deliver(id);
-                }
-                if matches!(notice, Notice::Committed { c: true, .. }) {
-                    for id in reg.inbox.iter().filter(|id| !sent.contains(id)) {
-                        deliver(id);
+            Notice::Committed { t, s, q, c } => {
+                let subscribers = reg.sessions.get(&(*t, *s));
+                for id in subscribers.into_iter().flatten() {
+                    if let Some(conn) = reg.conns.get(id) {
+                        conn.pending.mark((*t, *s), *q);
                     }
                 }
-            }
-            Notice::Read(mark) => {
-                for id in reg.sessions.get(&(mark.tenant_id, mark.session_id)).into_iter().flatten() {
-                    deliver(id);
+                // Inbox watchers not subscribed to the session get session changes as notices.
+                if *c {
+                    let subscribed = |id: &ConnId| subscribers.is_some_and(|set| set.contains(id));
+                    reg.inbox.iter().filter(|id| !subscribed(id)).for_each(deliver);
                 }
             }
+            Notice::Typing { t, s, .. } => reg.sessions.get(&(*t, *s)).into_iter().flatten().for_each(deliver),
+            Notice::Read(mark) => {
+                reg.sessions.get(&(mark.tenant_id, mark.session_id)).into_iter().flatten().for_each(deliver);
+            }
             // Rare, and each connection decides whether it cares.
-            Notice::Presence { .. } | Notice::Resync => reg.conns.keys().for_each(deliver),
+            Notice::Presence { .. } => reg.conns.keys().for_each(deliver),
+            Notice::Resync => reg.conns.values().for_each(|conn| conn.pending.resync()),
         }
     }
 }
@@ -206,29 +251,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn notices_reach_only_subscribers() {
+    async fn committed_events_reach_only_subscribers_coalesced_per_session() {
         let hub = Hub::new(8);
         let (t, s) = ids();
-        let (a, mut a_in, _) = hub.connect(None);
-        let (_b, mut b_in, _) = hub.connect(None);
+        let (a, a_in, _) = hub.connect(None);
+        let (_b, b_in, _) = hub.connect(None);
         hub.subscribe(a, t, s);
-        hub.dispatch(&Notice::Committed { t, s, q: 1, c: false });
-        assert_eq!(a_in.notices.try_recv().unwrap(), Notice::Committed { t, s, q: 1, c: false });
-        assert!(b_in.notices.try_recv().is_err());
+        for q in 1..=500 {
+            hub.dispatch(&Notice::Committed { t, s, q, c: false });
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(1), a_in.pending.changed()).await.unwrap();
+        let (dirty, resync) = a_in.pending.take();
+        assert_eq!(dirty.get(&(t, s)), Some(&500), "one entry, the newest sequence");
+        assert!(!resync && !a_in.lagged.flag.load(Ordering::SeqCst));
+        assert!(b_in.pending.take().0.is_empty());
     }
 
     #[tokio::test]
     async fn a_full_queue_marks_only_that_connection_as_lagging() {
         let hub = Hub::new(2);
         let (t, s) = ids();
+        let u = UserId::new(3).unwrap();
         let (slow, slow_in, _) = hub.connect(None);
         let (fast, mut fast_in, _) = hub.connect(None);
         hub.subscribe(slow, t, s);
         hub.subscribe(fast, t, s);
-        for q in 1..=3 {
-            hub.dispatch(&Notice::Committed { t, s, q, c: false });
+        for _ in 1..=3 {
+            hub.dispatch(&Notice::Typing { t, s, u });
             // The fast one keeps up.
-            assert_eq!(fast_in.notices.try_recv().unwrap(), Notice::Committed { t, s, q, c: false });
+            assert_eq!(fast_in.notices.try_recv().unwrap(), Notice::Typing { t, s, u });
         }
         tokio::time::timeout(std::time::Duration::from_secs(1), slow_in.lagged.wait()).await.unwrap();
         assert!(!fast_in.lagged.flag.load(Ordering::SeqCst));

@@ -9,10 +9,10 @@ pub mod routes;
 
 use crate::domain::event::Notice;
 use crate::http::AppState;
-use hub::Hub;
+use hub::{AgentStreams, Hub};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub use routes::router;
 
@@ -53,14 +53,34 @@ pub struct Realtime {
     pub node: String,
     /// Becomes `true` when the server shuts down: streams close with 1001.
     pub shutdown: watch::Receiver<bool>,
+    /// Agents' first / last streams on this node, applied in order by the presence task.
+    presence_tx: mpsc::UnboundedSender<AgentStreams>,
+    presence_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<AgentStreams>>>,
 }
 
 impl Realtime {
     /// A hub for this node and the sender that shuts its streams down.
     pub fn new(settings: RealtimeSettings) -> (Arc<Self>, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
+        let (presence_tx, presence_rx) = mpsc::unbounded_channel();
         let node = format!("node:{}", uuid::Uuid::now_v7().simple());
-        (Arc::new(Self { hub: Hub::new(settings.queue), settings, node, shutdown: rx }), tx)
+        let rt = Self {
+            hub: Hub::new(settings.queue),
+            settings,
+            node,
+            shutdown: rx,
+            presence_tx,
+            presence_rx: std::sync::Mutex::new(Some(presence_rx)),
+        };
+        (Arc::new(rt), tx)
+    }
+
+    /// Queues a change of this node's agent streams for the presence task.
+    pub fn presence_changed(&self, change: AgentStreams) {
+        if change != AgentStreams::Unchanged {
+            // Only fails once the presence task has ended (shutdown), when it no longer matters.
+            let _ = self.presence_tx.send(change);
+        }
     }
 }
 
@@ -75,7 +95,12 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 pub fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let rt = state.realtime().clone();
     let notices = state.chat().storage().bus.notices();
-    vec![tokio::spawn(fan_out(rt.clone(), notices)), tokio::spawn(presence::maintain(state.clone(), rt))]
+    let mut tasks = vec![tokio::spawn(fan_out(rt.clone(), notices))];
+    let changes = rt.presence_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    if let Some(changes) = changes {
+        tasks.push(tokio::spawn(presence::maintain(state.clone(), rt, changes)));
+    }
+    tasks
 }
 
 async fn fan_out(rt: Arc<Realtime>, mut notices: broadcast::Receiver<Notice>) {

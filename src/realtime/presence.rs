@@ -8,13 +8,14 @@ use crate::http::AppState;
 use crate::service::realtime_micros;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 fn expiry(state: &AppState, now: Timestamp) -> Timestamp {
     Timestamp::from_micros(now.micros().saturating_add(realtime_micros(state.chat().limits().presence_ttl)))
 }
 
-/// Reacts to an agent's first or last stream on this node.
-pub async fn streams_changed(state: &AppState, rt: &Realtime, change: AgentStreams) {
+/// Applies an agent's first or last stream on this node.
+async fn apply(state: &AppState, rt: &Realtime, change: AgentStreams) {
     let presence = &state.chat().storage().presence;
     let now = Timestamp::now();
     match change {
@@ -25,23 +26,31 @@ pub async fn streams_changed(state: &AppState, rt: &Realtime, change: AgentStrea
                 Err(err) => tracing::warn!(error = %err, "presence not recorded"),
             }
         }
-        AgentStreams::Last(agent) => match presence.drop_presence(agent, &rt.node, now).await {
-            Ok(true) => state.chat().announce_presence(agent, false).await,
-            Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err, "presence not cleared"),
-        },
-        AgentStreams::Unchanged => {}
+        // A stream of the same agent may have opened since (a page reload): keep it online.
+        AgentStreams::Last(agent) if !rt.hub.has_agent(agent) => {
+            match presence.drop_presence(agent, &rt.node, now).await {
+                Ok(true) => state.chat().announce_presence(agent, false).await,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %err, "presence not cleared"),
+            }
+        }
+        AgentStreams::Last(_) | AgentStreams::Unchanged => {}
     }
 }
 
-/// Every third of the presence period: refresh this node's agents, expire
-/// everyone whose rows ran out (on any node), purge old tickets.
-pub async fn maintain(state: AppState, rt: Arc<Realtime>) {
+/// The presence task: applies stream changes in order and, every third of
+/// the presence period, refreshes this node's agents, expires everyone whose
+/// rows ran out (on any node) and purges old tickets.
+pub async fn maintain(state: AppState, rt: Arc<Realtime>, mut changes: mpsc::UnboundedReceiver<AgentStreams>) {
     let period = (state.chat().limits().presence_ttl / 3).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(period);
     let mut shutdown = rt.shutdown.clone();
     loop {
         tokio::select! {
+            Some(change) = changes.recv() => {
+                apply(&state, &rt, change).await;
+                continue;
+            }
             _ = tick.tick() => {}
             () = super::stopped(&mut shutdown) => break,
         }

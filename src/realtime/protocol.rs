@@ -234,6 +234,8 @@ impl ServerMessage {
 
 /// WebSocket close codes the server uses.
 pub mod close {
+    /// The stream's purpose ended (an event stream's session closed).
+    pub const NORMAL: u16 = 1000;
     /// The server is shutting down: reconnect (to another node) and resume.
     pub const GOING_AWAY: u16 = 1001;
     /// The ticket's token expired: get a new token and ticket.

@@ -1,16 +1,16 @@
 //! The stream endpoints: tickets, the WebSocket, per-session SSE, and the
 //! machine-readable protocol description.
 
-use super::conn::{self, Inbound, Outbound, Peer};
+use super::conn::{self, Inbound, Outbound, Peer, Transport};
 use super::protocol::{ClientMessage, ServerMessage};
 use crate::error::AppError;
 use crate::http::AppState;
-use crate::http::extract::{AuthedIdentity, session_id};
+use crate::http::extract::{AuthedIdentity, Query, SessionPath};
 use crate::http::model::ErrorResponse;
 use crate::http::response::Success;
 use axum::Router;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -105,7 +105,7 @@ async fn serve_socket(state: AppState, peer: Peer, socket: WebSocket) {
             Outbound::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
         }))
     });
-    conn::run(state, peer, Vec::new(), Box::pin(inbound), Box::pin(outbound)).await;
+    conn::run(state, peer, Transport::WebSocket, Box::pin(inbound), Box::pin(outbound)).await;
 }
 
 fn frame_json(frame: &ServerMessage) -> String {
@@ -118,22 +118,35 @@ fn frame_json(frame: &ServerMessage) -> String {
 /// Server-Sent Events for one session, resuming after `Last-Event-ID`.
 pub async fn open_event_stream(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    SessionPath(session): SessionPath,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let session = session_id(&id)?;
     let peer = redeem(&state, &query).await?;
+    // Refused up front with the envelope (the stream would only carry an error).
+    state.policy().admit(&peer.identity, peer.home).map_err(|_| AppError::Forbidden)?;
+    state.chat().store().get_session(peer.home, session).await?.ok_or(AppError::NotFound)?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .filter(|v| !v.trim().is_empty())
         .or(query.last_event_id.clone());
+    if let Some(raw) = &last_event_id {
+        let event =
+            uuid::Uuid::parse_str(raw.trim()).map_err(|_| AppError::field("last_event_id", "must be a UUID"))?;
+        state
+            .chat()
+            .store()
+            .event_seq(peer.home, session, event)
+            .await?
+            .ok_or_else(|| AppError::field("last_event_id", "is not an event of this session"))?;
+    }
     let subscribe = ClientMessage::Subscribe { session_id: session.to_string(), tenant_id: None, last_event_id };
     let (tx, rx) = futures_channel::mpsc::channel::<Outbound>(state.realtime().settings.queue);
     let outbound = tx.sink_map_err(|_| ());
-    tokio::spawn(conn::run(state.clone(), peer, vec![subscribe], Box::pin(futures_util::stream::pending()), outbound));
+    let inbound = Box::pin(futures_util::stream::pending());
+    tokio::spawn(conn::run(state.clone(), peer, Transport::EventStream(subscribe), inbound, outbound));
     let events = rx.map(|out| {
         Ok::<_, Infallible>(match out {
             Outbound::Frame(frame) => {

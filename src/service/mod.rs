@@ -78,6 +78,17 @@ impl Paged for Message {
     }
 }
 
+/// Runs a write to completion even if the request that asked for it goes
+/// away meanwhile, so its commit and its notice are never separated.
+pub(crate) async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T, crate::store::StoreError>> + Send + 'static,
+) -> Result<T, AppError> {
+    match tokio::spawn(write).await {
+        Ok(result) => result.map_err(AppError::from),
+        Err(err) => Err(AppError::Internal(anyhow::anyhow!("write task failed: {err}"))),
+    }
+}
+
 fn bad_cursor() -> AppError {
     AppError::field("cursor", "must be the id of an item of this list")
 }
@@ -112,7 +123,10 @@ impl Livechat {
         let now = Timestamp::now();
         match (named, agent_id) {
             // An agent naming someone else: that agent must be online.
-            (Some(named), _) if named != caller.user_id && !self.storage.presence.agent_online(named, now).await? => {
+            (Some(named), _)
+                if named != caller.user_id
+                    && !self.storage.presence.agent_available(named, caller.tenant_id, now).await? =>
+            {
                 return Err(AppError::AgentOffline);
             }
             // A tenant user's session goes to the least busy online agent, or waits.
@@ -126,7 +140,8 @@ impl Livechat {
             opened_by: caller.user_id,
             created_at: now,
         };
-        Ok(self.store.create_session(&new).await?)
+        let store = self.store.clone();
+        detached(async move { store.create_session(&new).await }).await
     }
 
     /// One session of the caller's tenant.
@@ -165,7 +180,11 @@ impl Livechat {
         if !caller.is_agent() {
             return Err(AppError::Forbidden);
         }
-        self.store.close_session(caller.tenant_id, id, Timestamp::now()).await?.ok_or(AppError::NotFound)
+        let store = self.store.clone();
+        let tenant = caller.tenant_id;
+        detached(async move { store.close_session(tenant, id, Timestamp::now()).await })
+            .await?
+            .ok_or(AppError::NotFound)
     }
 
     /// Sends a message; returns it and whether it was a replay of an earlier send.
@@ -187,7 +206,8 @@ impl Livechat {
             idempotency: key.map(|key| Idempotency { key, fingerprint: body_fingerprint(raw_message) }),
             now: Timestamp::now(),
         };
-        match self.store.append_message(&new).await? {
+        let store = self.store.clone();
+        match detached(async move { store.append_message(&new).await }).await? {
             Appended::Created(m) => Ok((m, false)),
             Appended::Replayed(m) => Ok((m, true)),
         }

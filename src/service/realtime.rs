@@ -8,7 +8,7 @@ use crate::domain::page::{Page, PagePlan, Paged};
 use crate::domain::session::{InboxPosition, Session};
 use crate::domain::time::Timestamp;
 use crate::error::AppError;
-use crate::store::{StoreError, Ticket};
+use crate::store::Ticket;
 use sha2::{Digest, Sha256};
 
 /// Presence source name for an agent's own `PUT …/agents/me/presence`.
@@ -55,13 +55,17 @@ impl Livechat {
     /// Claims a queued session for the calling agent; of two racing claims one wins.
     pub async fn claim_session(&self, caller: &Caller, id: SessionId) -> Result<Session, AppError> {
         Self::require_agent(caller)?;
-        match self.store.assign_session(caller.tenant_id, id, caller.user_id, true, Timestamp::now()).await {
+        let store = self.store.clone();
+        let (tenant, agent) = (caller.tenant_id, caller.user_id);
+        let claimed =
+            super::detached(async move { store.assign_session(tenant, id, agent, true, Timestamp::now()).await });
+        match claimed.await {
             Ok(session) => Ok(session),
             // Claiming what one already holds is harmless.
-            Err(StoreError::AlreadyAssigned(Some(holder))) if holder == caller.user_id => {
+            Err(AppError::AlreadyAssigned(Some(holder))) if holder == caller.user_id => {
                 self.get_session(caller, id).await
             }
-            Err(err) => Err(err.into()),
+            Err(err) => Err(err),
         }
     }
 
@@ -71,34 +75,27 @@ impl Livechat {
         let now = Timestamp::now();
         // Existence first, so an unknown session is a 404 whoever the target is.
         self.get_session(caller, id).await?;
-        if !self.storage.presence.agent_online(to, now).await? {
+        if !self.storage.presence.agent_available(to, caller.tenant_id, now).await? {
             return Err(AppError::AgentOffline);
         }
-        Ok(self.store.assign_session(caller.tenant_id, id, to, false, now).await?)
+        let store = self.store.clone();
+        let tenant = caller.tenant_id;
+        super::detached(async move { store.assign_session(tenant, id, to, false, now).await }).await
     }
 
     /// Moves the caller's read mark forward and tells the session's subscribers.
     pub async fn mark_read(&self, caller: &Caller, id: SessionId, message: MessageId) -> Result<ReadMark, AppError> {
         self.get_session(caller, id).await?;
         let now = Timestamp::now();
-        let moved = self.store.mark_read(caller.tenant_id, id, caller.user_id, message, now).await?;
-        let mark = match moved {
-            Some(mark) => {
-                if let Err(err) = self.storage.bus.publish(&Notice::Read(mark)).await {
-                    tracing::warn!(error = %err, "read notice not delivered");
-                }
-                mark
+        let store = self.store.clone();
+        let (tenant, user) = (caller.tenant_id, caller.user_id);
+        let (mark, moved) =
+            super::detached(async move { store.mark_read(tenant, id, user, message, now).await }).await?;
+        if moved {
+            if let Err(err) = self.storage.bus.publish(&Notice::Read(mark)).await {
+                tracing::warn!(error = %err, "read notice not delivered");
             }
-            // Already read that far: report the request as the mark (it is at or before it).
-            None => ReadMark {
-                tenant_id: caller.tenant_id,
-                session_id: id,
-                user_id: caller.user_id,
-                message_id: message,
-                seq: 0,
-                at: now,
-            },
-        };
+        }
         Ok(mark)
     }
 

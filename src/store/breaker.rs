@@ -72,7 +72,7 @@ impl Breaker {
                 Ok(true)
             }
             State::Open(_) | State::Probing => {
-                Err(StoreError::Unavailable(anyhow::anyhow!("database unreachable; failing fast until it is back")))
+                Err(StoreError::Unreachable(anyhow::anyhow!("database unreachable; failing fast until it is back")))
             }
         }
     }
@@ -83,7 +83,7 @@ impl Breaker {
         let result = fut.await;
         guard.armed = false;
         match &result {
-            Err(StoreError::Unavailable(err)) => {
+            Err(StoreError::Unreachable(err)) => {
                 if !probe {
                     tracing::warn!(error = %err, retry_in = ?self.retry_interval, "storage unavailable; failing fast");
                 }
@@ -166,7 +166,7 @@ impl Store for Breaker {
         user: UserId,
         message: MessageId,
         at: Timestamp,
-    ) -> Result<Option<ReadMark>, StoreError> {
+    ) -> Result<(ReadMark, bool), StoreError> {
         self.call(self.inner.mark_read(tenant, session, user, message, at)).await
     }
 
@@ -218,7 +218,7 @@ mod tests {
         breaker
             .call(async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                if up { Ok(()) } else { Err(StoreError::Unavailable(anyhow::anyhow!("down"))) }
+                if up { Ok(()) } else { Err(StoreError::Unreachable(anyhow::anyhow!("down"))) }
             })
             .await
     }
@@ -303,8 +303,8 @@ mod tests {
             _: UserId,
             _: MessageId,
             _: Timestamp,
-        ) -> Result<Option<ReadMark>, StoreError> {
-            Ok(None)
+        ) -> Result<(ReadMark, bool), StoreError> {
+            Err(StoreError::MessageNotFound)
         }
         async fn shutdown(&self) {}
     }
@@ -325,6 +325,15 @@ mod tests {
         assert!(attempt(&breaker, &calls, true).await.is_ok(), "the probe finds it back");
         assert!(attempt(&breaker, &calls, true).await.is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_busy_database_is_not_an_outage() {
+        let breaker = Breaker::new(Arc::new(Nothing), Duration::from_secs(60));
+        let slow = breaker.call(async { Err::<(), _>(StoreError::Unavailable(anyhow::anyhow!("statement timeout"))) });
+        assert!(matches!(slow.await, Err(StoreError::Unavailable(_))));
+        let calls = AtomicUsize::new(0);
+        assert!(attempt(&breaker, &calls, true).await.is_ok(), "other requests still go through");
     }
 
     #[tokio::test]

@@ -124,8 +124,8 @@ pub trait Store: Send + Sync + 'static {
     async fn event_seq(&self, tenant: TenantId, session: SessionId, id: Uuid) -> Result<Option<i64>, StoreError>;
 
     /// Moves `user`'s read mark forward to `message` (never backwards).
-    /// Returns the mark if it moved, `Ok(None)` if it was already there or
-    /// further, and [`StoreError::MessageNotFound`] if the message is not in the session.
+    /// Returns the mark now stored and whether it moved;
+    /// [`StoreError::MessageNotFound`] if the message is not in the session.
     async fn mark_read(
         &self,
         tenant: TenantId,
@@ -133,7 +133,7 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         message: MessageId,
         at: Timestamp,
-    ) -> Result<Option<ReadMark>, StoreError>;
+    ) -> Result<(ReadMark, bool), StoreError>;
 
     /// Closes the connection pools (at shutdown).
     async fn shutdown(&self);
@@ -180,8 +180,8 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// Agents whose every source expired, marked offline now (each reported once).
     async fn expire_presence(&self, now: Timestamp) -> Result<Vec<UserId>, StoreError>;
 
-    /// Whether the agent has a live source.
-    async fn agent_online(&self, agent: UserId, now: Timestamp) -> Result<bool, StoreError>;
+    /// Whether the agent has a live source and may serve `tenant`.
+    async fn agent_available(&self, agent: UserId, tenant: TenantId, now: Timestamp) -> Result<bool, StoreError>;
 
     /// The online agent able to serve `tenant` with the fewest OPEN sessions.
     async fn least_busy_agent(&self, tenant: TenantId, now: Timestamp) -> Result<Option<UserId>, StoreError>;
@@ -229,9 +229,13 @@ pub enum StoreError {
     /// An idempotency key came back with a different body.
     #[error("idempotency key reused with a different body")]
     IdempotencyKeyReused,
-    /// The database cannot be reached or is too busy: retryable, nothing written.
+    /// The database is busy or timed out: retryable, nothing written.
     #[error("storage unavailable: {0}")]
     Unavailable(#[source] anyhow::Error),
+    /// The database cannot be reached: retryable, nothing written, and
+    /// other requests fail fast for a moment (see the breaker).
+    #[error("storage unreachable: {0}")]
+    Unreachable(#[source] anyhow::Error),
     /// Anything else: a bug or corrupted data.
     #[error("storage failure: {0}")]
     Internal(#[source] sqlx::Error),

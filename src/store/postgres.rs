@@ -37,6 +37,11 @@ impl Dialect for Postgres {
 
     const NOTIFY_CHANNEL: Option<&'static str> = Some(CHANNEL);
 
+    fn is_outage(err: &dyn DatabaseError) -> bool {
+        // Connection exceptions, shutdowns, "cannot connect now", too many connections.
+        err.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300"))
+    }
+
     fn is_transient(err: &dyn DatabaseError) -> bool {
         // Class 08 (connection), 53 (resources), 57 (operator intervention,
         // including statement timeout and shutdown), 40001/40P01 (retry).
@@ -59,58 +64,50 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>>
         // A connection broken by a database restart is noticed and replaced
         // before a request gets it.
         .test_before_acquire(true)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await
         .context("cannot connect to PostgreSQL")?;
     if config.migrate {
         let migrator = migrations::migrator(migrations::POSTGRES).await?;
         migrator.run(&pool).await.context("applying PostgreSQL migrations")?;
     }
-    let store = SqlStore::new(pool.clone(), pool.clone());
-    let listener = spawn_listener(pool, store.notices.clone()).await?;
+    let listener_options = options.application_name("livechat-listener");
+    let store = SqlStore::new(pool.clone(), pool);
+    let listener = spawn_listener(listener_options, store.notices.clone()).await?;
     store.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(listener);
     Ok(store)
 }
 
-/// Feeds every node-wide notice into this node's broadcast. The listener
-/// reconnects by itself after the database restarts; since notices sent
-/// meanwhile are lost, it then asks every subscriber to re-read ([`Notice::Resync`]).
+/// Feeds every node-wide notice into this node's broadcast, on a connection
+/// of its own (not one of the request pool's). The listener reconnects by
+/// itself after the database restarts; since notices sent meanwhile are lost,
+/// every stream is then told to re-read ([`Notice::Resync`]).
 async fn spawn_listener(
-    pool: sqlx::PgPool,
+    options: PgConnectOptions,
     notices: tokio::sync::broadcast::Sender<Notice>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut listener = PgListener::connect_with(&pool).await.context("cannot listen for notifications")?;
+    let own =
+        PgPoolOptions::new().max_connections(1).connect_with(options).await.context("cannot connect the listener")?;
+    let mut listener = PgListener::connect_with(&own).await.context("cannot listen for notifications")?;
     listener.listen(CHANNEL).await.context("LISTEN failed")?;
     Ok(tokio::spawn(async move {
-        let mut connected = true;
         loop {
             match listener.try_recv().await {
-                Ok(Some(n)) => {
-                    if !connected {
-                        connected = true;
-                        tracing::info!("notification listener reconnected");
-                        let _ = notices.send(Notice::Resync);
+                Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
+                    Ok(notice) => {
+                        let _ = notices.send(notice);
                     }
-                    match serde_json::from_str::<Notice>(n.payload()) {
-                        Ok(notice) => {
-                            let _ = notices.send(notice);
-                        }
-                        Err(err) => tracing::warn!(error = %err, "ignoring malformed notification"),
+                    Err(err) => tracing::warn!(error = %err, "ignoring malformed notification"),
+                },
+                Ok(None) | Err(_) => {
+                    tracing::warn!("notification listener lost its connection; reconnecting");
+                    // LISTEN again reconnects; retry until the database is back.
+                    while let Err(err) = listener.listen(CHANNEL).await {
+                        tracing::debug!(error = %err, "listener reconnect failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     }
-                }
-                Ok(None) => {
-                    // Connection lost; the next call reconnects and re-listens.
-                    if connected {
-                        tracing::warn!("notification listener lost its connection");
-                        connected = false;
-                    }
-                }
-                Err(err) => {
-                    if connected {
-                        tracing::warn!(error = %err, "notification listener failed; retrying");
-                        connected = false;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    tracing::info!("notification listener reconnected");
+                    let _ = notices.send(Notice::Resync);
                 }
             }
         }

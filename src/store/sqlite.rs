@@ -34,6 +34,11 @@ impl Dialect for Sqlite {
 
     const NOTIFY_CHANNEL: Option<&'static str> = None;
 
+    fn is_outage(_: &dyn DatabaseError) -> bool {
+        // A local file: busy or full is not the database going away.
+        false
+    }
+
     fn is_transient(err: &dyn DatabaseError) -> bool {
         // SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_IOERR (10), SQLITE_FULL (13) and their extended codes.
         let primary = err.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);

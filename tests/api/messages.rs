@@ -44,6 +44,7 @@ async fn invalid_messages_are_rejected_per_field(backend: Backend) {
         json!({ "message": 5 }),
         json!({}),
         json!({ "message": null }),
+        json!({ "message": "a\0b" }),
     ] {
         let r = app.post(&path, &user, 12, Some(body.clone())).await;
         r.assert_error(400, "validation_error");
@@ -144,7 +145,7 @@ async fn term_search_is_a_literal_case_insensitive_substring(backend: Backend) {
     assert_eq!(texts(&app.get(&q("Kh"), &user, 12).await), vec!["diskon_khusus"], "two characters");
     assert_eq!(texts(&app.get(&q(" anggota "), &user, 12).await), vec!["Diskon 50% untuk ANGGOTA"], "trimmed");
     assert_eq!(texts(&app.get(&q("\"quoted\""), &user, 12).await), Vec::<String>::new());
-    for bad in ["", "   ", &"a".repeat(201)] {
+    for bad in ["", "   ", &"a".repeat(201), "a\0"] {
         let r = app.get(&q(bad), &user, 12).await;
         r.assert_error(400, "validation_error");
         assert!(!r.field_errors("term").is_empty());

@@ -7,6 +7,7 @@ use crate::stream::{Frame, Sse, Ws, ticket};
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn conversation_reaches_every_subscriber_with_typing_read_and_close(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -196,11 +197,24 @@ async fn sse_resumes_after_last_event_id(backend: Backend) {
     assert_eq!(fresh.next().await.unwrap().event, "subscribed");
     let fourth = app.send(&session, &user, 12, "empat").await.id();
     assert_eq!(fresh.next().await.unwrap().id.as_deref(), Some(fourth.as_str()));
-    // A session of another tenant is refused on SSE too.
+    // Refusals come as the envelope, before any stream: another tenant's
+    // session is a 404 like a missing one, a bad Last-Event-ID a 400.
     let foreign = app.open_session(&User::member(200, 13), 13).await;
-    let mut denied = Sse::open(&app, &user, 12, &foreign, None).await;
-    let err = denied.next().await.unwrap();
-    assert_eq!((err.event.as_str(), err.data["code"].as_str()), ("error", Some("not_found")));
+    for (target, last, status, code) in [
+        (foreign.clone(), None, 404, "not_found"),
+        (uuid::Uuid::now_v7().to_string(), None, 404, "not_found"),
+        (session.clone(), Some(uuid::Uuid::now_v7().to_string()), 400, "validation_error"),
+        (session.clone(), Some("nope".to_owned()), 400, "validation_error"),
+    ] {
+        let t = ticket(&app, &user, 12).await;
+        let mut req = app.client.get(app.url(&format!("/sessions/{target}/events?ticket={t}")));
+        if let Some(id) = last {
+            req = req.header("Last-Event-ID", id);
+        }
+        app.raw(req).await.assert_error(status, code);
+    }
+    let r = app.raw(app.client.get(app.url(&format!("/sessions/{session}/events?ticket=a&ticket=b")))).await;
+    r.assert_error(400, "validation_error");
 }
 
 async fn routing_gives_new_sessions_to_the_least_busy_online_agent(backend: Backend) {
@@ -265,6 +279,9 @@ async fn claim_is_atomic_and_transfer_needs_an_online_agent(backend: Backend) {
     // Transfer: offline target refused, online target accepted.
     app.post(&path, holder_user, 12, Some(json!({ "agent_id": 9 }))).await.assert_error(400, "agent_offline");
     app.set_online(&User::agent(9)).await;
+    // An online agent who cannot serve this tenant is refused like an offline one.
+    app.set_online(&User::tenant_agent(10, 99)).await;
+    app.post(&path, holder_user, 12, Some(json!({ "agent_id": 10 }))).await.assert_error(400, "agent_offline");
     let r = app.post(&path, holder_user, 12, Some(json!({ "agent_id": 9 }))).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.data()["agent_id"], 9);
@@ -482,6 +499,83 @@ async fn shutdown_closes_streams_with_going_away(backend: Backend) {
     assert!(Ws::connect_ticket(addr, prefix, "1.x", None).await.is_err(), "the node is gone");
 }
 
+async fn heartbeats_token_expiry_and_typing_limits_are_enforced(backend: Backend) {
+    let mut options = TestOptions::default();
+    options.realtime.ping_interval = Duration::from_millis(200);
+    options.realtime.idle_timeout = Duration::from_millis(800);
+    options.realtime.typing_interval = Duration::from_secs(30);
+    let app = TestApp::spawn_with(backend, options).await;
+    let user = User::member(100, 12);
+    let session = app.open_session(&user, 12).await;
+
+    // A client that vanished (it never answers pings) is closed as idle. A raw
+    // socket plays it: a WebSocket library would answer pings by itself.
+    let t = ticket(&app, &User::agent(1), 12).await;
+    let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let handshake = format!(
+        "GET {}/realtime/ws?ticket={t} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        app.prefix, app.addr
+    );
+    raw.write_all(handshake.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match raw.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all).await.expect("the server ends the idle stream");
+    assert!(received.starts_with(b"HTTP/1.1 101"), "handshake accepted");
+    // An unmasked close frame carrying 4002.
+    let close_4002 = [0x88u8, 0x06, 0x0f, 0xa2];
+    assert!(received.windows(4).any(|w| w == close_4002), "closed with 4002");
+    assert!(received.windows(2).filter(|w| *w == [0x89, 0x00]).count() >= 2, "pinged before giving up");
+
+    // A client that reads (and so answers pings) stays connected past the idle timeout.
+    let mut lively = Ws::connect(&app, &User::agent(1), 12).await;
+    lively.subscribe(&session, None, None).await;
+    lively.expect_silence(Duration::from_millis(1_200)).await;
+    lively.send(json!({ "type": "ping" })).await;
+    assert_eq!(lively.next_json().await["type"], "pong");
+
+    // Typing is rate-limited: a burst yields one notice.
+    let mut typist = Ws::connect(&app, &user, 12).await;
+    typist.subscribe(&session, None, None).await;
+    for _ in 0..5 {
+        typist.send(json!({ "type": "typing", "session_id": session })).await;
+    }
+    assert_eq!(lively.next_event("typing").await["data"]["user_id"], 100);
+    lively.expect_silence(Duration::from_millis(500)).await;
+    typist.send(json!({ "type": "typing", "session_id": uuid::Uuid::now_v7() })).await;
+    assert_eq!(typist.next_json().await["code"], "not_subscribed");
+
+    // The stream ends when the token behind its ticket expires.
+    let short = user.token_with(|c| c.exp = time::OffsetDateTime::now_utc().unix_timestamp() + 2);
+    let r = app.raw(app.client.post(app.url("/realtime/tickets")).bearer_auth(short).header("X-Tenant-ID", "12")).await;
+    assert_eq!(r.status, 201);
+    let t = r.data()["ticket"].as_str().unwrap().to_owned();
+    let mut expiring = Ws::connect_ticket(app.addr, app.prefix, &t, None).await.unwrap();
+    expiring.subscribe(&session, None, None).await;
+    let started = Instant::now();
+    let mut end = None;
+    for _ in 0..50 {
+        match expiring.next().await {
+            Frame::Closed(code) => {
+                end = Some(code);
+                break;
+            }
+            Frame::Ended => break,
+            Frame::Json(_) => {}
+        }
+    }
+    assert_eq!(end, Some(4001));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
 conformance!(
     conversation_reaches_every_subscriber_with_typing_read_and_close,
     streams_hold_tenant_isolation_and_role_rules,
@@ -496,4 +590,5 @@ conformance!(
     inbox_watchers_see_new_queued_sessions,
     slow_consumer_is_cut_off_while_others_keep_up,
     shutdown_closes_streams_with_going_away,
+    heartbeats_token_expiry_and_typing_limits_are_enforced,
 );

@@ -119,12 +119,15 @@ impl Ws {
         }
     }
 
-    /// Waits (bounded) and asserts no frame but pings arrives.
+    /// Waits `for_` and asserts that nothing but pings arrives meanwhile.
     pub async fn expect_silence(&mut self, for_: Duration) {
-        match tokio::time::timeout(for_, self.socket.next()).await {
-            Err(_) => {}
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Box::pin(self.expect_silence(for_)).await,
-            Ok(other) => panic!("expected silence, got {other:?}"),
+        let deadline = tokio::time::Instant::now() + for_;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
         }
     }
 

@@ -56,7 +56,8 @@ where
     Ok(session)
 }
 
-/// A `session_events` row joined with its session, as the session looked after the event.
+/// A `session_events` row (`id` the event's, `s_created_at` the session's)
+/// joined with its session, as the session looked after the event.
 fn session_event_from_row<R: Row>(row: &R) -> Result<SessionEvent, sqlx::Error>
 where
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
@@ -71,7 +72,7 @@ where
     let agent: Option<i64> = row.try_get("agent_id")?;
     let at = Timestamp::from_micros(row.try_get("at")?);
     Ok(SessionEvent {
-        id: row.try_get("event_id")?,
+        id: row.try_get("id")?,
         seq: row.try_get("seq")?,
         change,
         session: Session {
@@ -80,7 +81,7 @@ where
             agent_id: agent.map(UserId::new).transpose().map_err(|_| corrupt("agent_id"))?,
             status,
             opened_by: UserId::new(row.try_get("opened_by")?).map_err(|_| corrupt("opened_by"))?,
-            created_at: Timestamp::from_micros(row.try_get("created_at")?),
+            created_at: Timestamp::from_micros(row.try_get("s_created_at")?),
             updated_at: at,
             closed_at: (status == SessionStatus::Closed).then_some(at),
             unread_count: None,
@@ -528,30 +529,34 @@ where
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut qb = QueryBuilder::<DB>::new("SELECT ");
-        qb.push(MESSAGE_COLUMNS).push(" FROM messages WHERE tenant_id = ").push_bind(tenant.get());
-        qb.push(" AND session_id = ").push_bind(session.uuid()).push(" AND seq > ").push_bind(after);
-        qb.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
-        let messages = qb.build().fetch_all(&self.reader).await.map_err(classify::<DB>)?;
-
+        // One statement, so one snapshot: reading the two tables separately
+        // could see message 6 missing and event 7 present, and skip 6 for good.
         let mut qb = QueryBuilder::<DB>::new(
-            "SELECT e.tenant_id, e.session_id, e.seq, e.id AS event_id, e.kind, e.agent_id, e.status, e.at, \
-             s.opened_by, s.created_at FROM session_events e JOIN sessions s \
+            "SELECT * FROM (SELECT 'm' AS src, m.tenant_id, m.session_id, m.seq, m.id, m.sender_id, m.message, \
+             m.created_at, NULL AS kind, NULL AS agent_id, NULL AS status, NULL AS at, NULL AS opened_by, \
+             NULL AS s_created_at FROM messages m WHERE m.tenant_id = ",
+        );
+        qb.push_bind(tenant.get()).push(" AND m.session_id = ").push_bind(session.uuid());
+        qb.push(" AND m.seq > ").push_bind(after);
+        qb.push(
+            " UNION ALL SELECT 'e', e.tenant_id, e.session_id, e.seq, e.id, NULL, NULL, NULL, e.kind, e.agent_id, \
+             e.status, e.at, s.opened_by, s.created_at FROM session_events e JOIN sessions s \
              ON s.tenant_id = e.tenant_id AND s.id = e.session_id WHERE e.tenant_id = ",
         );
         qb.push_bind(tenant.get()).push(" AND e.session_id = ").push_bind(session.uuid());
-        qb.push(" AND e.seq > ").push_bind(after).push(" ORDER BY e.seq LIMIT ").push_bind(i64::from(limit));
-        let changes = qb.build().fetch_all(&self.reader).await.map_err(classify::<DB>)?;
-
-        let mut events = Vec::with_capacity(messages.len() + changes.len());
-        for row in &messages {
-            events.push(StoredEvent::Message(message_from_row(row).map_err(StoreError::Internal)?));
+        qb.push(" AND e.seq > ").push_bind(after);
+        qb.push(") u ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(classify::<DB>)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let src: String = row.try_get("src").map_err(StoreError::Internal)?;
+            let event = if src == "m" {
+                StoredEvent::Message(message_from_row(row).map_err(StoreError::Internal)?)
+            } else {
+                StoredEvent::Session(session_event_from_row(row).map_err(StoreError::Internal)?)
+            };
+            events.push(event);
         }
-        for row in &changes {
-            events.push(StoredEvent::Session(session_event_from_row(row).map_err(StoreError::Internal)?));
-        }
-        events.sort_by_key(StoredEvent::seq);
-        events.truncate(limit as usize);
         Ok(events)
     }
 
@@ -572,8 +577,9 @@ where
         user: UserId,
         message: MessageId,
         at: Timestamp,
-    ) -> Result<Option<ReadMark>, StoreError> {
+    ) -> Result<(ReadMark, bool), StoreError> {
         let seq = self.message_seq(tenant, session, message).await?.ok_or(StoreError::MessageNotFound)?;
+        let mut tx = self.writer.begin().await.map_err(classify::<DB>)?;
         let mut qb = QueryBuilder::<DB>::new(
             "INSERT INTO read_state (tenant_id, session_id, user_id, seq, message_id, at) VALUES ",
         );
@@ -588,15 +594,21 @@ where
         qb.push(" ON CONFLICT (tenant_id, session_id, user_id) DO UPDATE SET seq = excluded.seq,");
         qb.push(" message_id = excluded.message_id, at = excluded.at WHERE read_state.seq < excluded.seq");
         qb.push(" RETURNING seq");
-        let moved = qb.build().fetch_optional(&self.writer).await.map_err(classify::<DB>)?;
-        Ok(moved.map(|_| ReadMark {
+        let moved = qb.build().fetch_optional(&mut *tx).await.map_err(classify::<DB>)?.is_some();
+        let mut qb = QueryBuilder::<DB>::new("SELECT seq, message_id, at FROM read_state WHERE tenant_id = ");
+        qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
+        qb.push(" AND user_id = ").push_bind(user.get());
+        let row = qb.build().fetch_one(&mut *tx).await.map_err(classify::<DB>)?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        let mark = ReadMark {
             tenant_id: tenant,
             session_id: session,
             user_id: user,
-            message_id: message,
-            seq,
-            at,
-        }))
+            message_id: MessageId::from_uuid(row.try_get("message_id").map_err(StoreError::Internal)?),
+            seq: row.try_get("seq").map_err(StoreError::Internal)?,
+            at: Timestamp::from_micros(row.try_get("at").map_err(StoreError::Internal)?),
+        };
+        Ok((mark, moved))
     }
 
     async fn shutdown(&self) {

@@ -33,6 +33,10 @@ pub trait Dialect: Database {
     /// Whether a database error means "try again later" rather than a bug.
     fn is_transient(err: &dyn DatabaseError) -> bool;
 
+    /// Whether a (transient) database error means the database itself is
+    /// unreachable, so other requests should not even try for a moment.
+    fn is_outage(err: &dyn DatabaseError) -> bool;
+
     /// The `LISTEN/NOTIFY` channel, on engines that carry notices between
     /// nodes; notices are then sent inside the transaction (delivered on
     /// commit only). `None`: in-process delivery after commit.
@@ -176,12 +180,17 @@ fn unread_column<DB: Dialect>(qb: &mut QueryBuilder<DB>, viewer: UserId) {
     qb.push("), 0)) AS unread_count");
 }
 
-/// Maps a sqlx error to its meaning.
+/// Maps a sqlx error to its meaning. Only losing the database is an
+/// outage; a timed-out statement or a busy lock is retryable but says
+/// nothing about other requests.
 pub(super) fn classify<DB: Dialect>(err: sqlx::Error) -> StoreError {
     match &err {
+        // A pool that cannot hand out a connection within the acquire
+        // timeout is how an unreachable server shows up (connects are refused and retried).
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable(err.into())
+            StoreError::Unreachable(err.into())
         }
+        sqlx::Error::Database(db) if DB::is_outage(db.as_ref()) => StoreError::Unreachable(err.into()),
         sqlx::Error::Database(db) if DB::is_transient(db.as_ref()) => StoreError::Unavailable(err.into()),
         _ => StoreError::Internal(err),
     }

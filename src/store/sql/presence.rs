@@ -124,9 +124,12 @@ where
             .collect()
     }
 
-    async fn agent_online(&self, agent: UserId, now: Timestamp) -> Result<bool, StoreError> {
-        let mut qb = QueryBuilder::<DB>::new("SELECT agent_id FROM agent_presence WHERE agent_id = ");
-        qb.push_bind(agent.get()).push(" AND expires_at > ").push_bind(now.micros()).push(" LIMIT 1");
+    async fn agent_available(&self, agent: UserId, tenant: TenantId, now: Timestamp) -> Result<bool, StoreError> {
+        let mut qb = QueryBuilder::<DB>::new("SELECT a.agent_id FROM agent_status a WHERE a.agent_id = ");
+        qb.push_bind(agent.get());
+        qb.push(" AND (a.scope = '*' OR a.scope LIKE ").push_bind(format!("%,{tenant},%")).push(")");
+        qb.push(" AND EXISTS (SELECT 1 FROM agent_presence p WHERE p.agent_id = a.agent_id AND p.expires_at > ");
+        qb.push_bind(now.micros()).push(")");
         Ok(qb.build().fetch_optional(&self.reader).await.map_err(classify::<DB>)?.is_some())
     }
 
