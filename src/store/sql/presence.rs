@@ -70,14 +70,16 @@ where
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await.map_err(classify::<DB>)?;
-        let mut qb = QueryBuilder::<DB>::new("INSERT INTO agent_presence (agent_id, source, expires_at) VALUES ");
-        qb.push_values(vec![agent.get().into(), source.into(), expires_at.micros().into()]);
-        qb.push(" ON CONFLICT (agent_id, source) DO UPDATE SET expires_at = excluded.expires_at");
-        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
-
+        // The agent's status row first: its lock orders this against a
+        // concurrent drop on another node, which then sees our source.
         let mut qb = QueryBuilder::<DB>::new("INSERT INTO agent_status (agent_id, online, scope, changed_at) VALUES ");
         qb.push_values(vec![agent.get().into(), 0_i64.into(), scope.encode().into(), now.micros().into()]);
         qb.push(" ON CONFLICT (agent_id) DO UPDATE SET scope = excluded.scope");
+        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
+
+        let mut qb = QueryBuilder::<DB>::new("INSERT INTO agent_presence (agent_id, source, expires_at) VALUES ");
+        qb.push_values(vec![agent.get().into(), source.into(), expires_at.micros().into()]);
+        qb.push(" ON CONFLICT (agent_id, source) DO UPDATE SET expires_at = excluded.expires_at");
         qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
 
         // Exactly one toucher flips the flag, so each change is announced once.
@@ -91,6 +93,11 @@ where
 
     async fn drop_presence(&self, agent: UserId, source: &str, now: Timestamp) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await.map_err(classify::<DB>)?;
+        // Lock the status row first (see touch_presence); the check below is a
+        // new statement, so it sees sources other nodes committed meanwhile.
+        let mut qb = QueryBuilder::<DB>::new("UPDATE agent_status SET agent_id = agent_id WHERE agent_id = ");
+        qb.push_bind(agent.get());
+        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
         let mut qb = QueryBuilder::<DB>::new("DELETE FROM agent_presence WHERE agent_id = ");
         qb.push_bind(agent.get()).push(" AND source = ").push_bind(source);
         qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
