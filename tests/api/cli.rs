@@ -55,6 +55,13 @@ fn bad_configuration_values_are_rejected_with_a_clear_message() {
         (&["serve"], &[("LIVECHAT_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem")], "algorithm"),
         (&["token", "--sub", "1", "--tenant", "twelve:admin"], &[("LIVECHAT_JWT_SECRET", SECRET)], "--tenant"),
         (&["token", "--sub", "1"], &[], "LIVECHAT_JWT_SECRET"),
+        (
+            &["serve"],
+            &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_STREAM_IDLE_TIMEOUT", "5s"), ("LIVECHAT_STREAM_PING_INTERVAL", "10s")],
+            "--stream-idle-timeout",
+        ),
+        (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_PRESENCE_TTL", "0s")], "--presence-ttl"),
+        (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_STREAM_QUEUE", "0")], "stream-queue"),
     ];
     for (args, env, expected) in cases {
         let out = livechat(args, env);
