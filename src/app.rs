@@ -96,6 +96,16 @@ impl Application {
                 Ok(())
             }
         };
+        // Streams were told to go away; let them finish before storage closes
+        // under them (an upgraded connection is not awaited by the server).
+        let streams_done = async {
+            while state.realtime().hub.connections() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(drain, streams_done).await.is_err() {
+            tracing::warn!(open = state.realtime().hub.connections(), "streams still open at the drain timeout");
+        }
         for task in background {
             if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
                 tracing::warn!("background task did not stop in time");

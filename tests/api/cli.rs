@@ -57,7 +57,11 @@ fn bad_configuration_values_are_rejected_with_a_clear_message() {
         (&["token", "--sub", "1"], &[], "LIVECHAT_JWT_SECRET"),
         (
             &["serve"],
-            &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_STREAM_IDLE_TIMEOUT", "5s"), ("LIVECHAT_STREAM_PING_INTERVAL", "10s")],
+            &[
+                ("LIVECHAT_JWT_SECRET", SECRET),
+                ("LIVECHAT_STREAM_IDLE_TIMEOUT", "5s"),
+                ("LIVECHAT_STREAM_PING_INTERVAL", "10s"),
+            ],
             "--stream-idle-timeout",
         ),
         (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_PRESENCE_TTL", "0s")], "--presence-ttl"),

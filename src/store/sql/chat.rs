@@ -16,6 +16,42 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 use uuid::Uuid;
 
+/// The page query of a session's messages: every filter narrows the
+/// session's own rows (by its primary key or an index), `term` goes through
+/// the engine's substring index.
+fn message_scan<DB: Dialect>(
+    tenant: TenantId,
+    session: SessionId,
+    filter: &MessageFilter,
+    scan: Scan<i64>,
+    limit: u32,
+) -> QueryBuilder<DB> {
+    let mut qb = QueryBuilder::<DB>::new("SELECT ");
+    qb.push(MESSAGE_COLUMNS).push(" FROM messages WHERE tenant_id = ");
+    qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
+    if let Some(sender) = filter.sender_id {
+        qb.push(" AND sender_id = ").push_bind(sender.get());
+    }
+    if let Some(start) = filter.start {
+        qb.push(" AND created_at >= ").push_bind(start.micros());
+    }
+    if let Some(end) = filter.end {
+        qb.push(" AND created_at <= ").push_bind(end.micros());
+    }
+    if let Some(term) = &filter.term {
+        DB::push_term_filter(&mut qb, term);
+    }
+    let (at, cmp, order) = match scan {
+        Scan::Older(at) => (at, " < ", " DESC"),
+        Scan::Newer(at) => (at, " > ", " ASC"),
+    };
+    if let Some(at) = at {
+        qb.push(" AND seq").push(cmp).push_bind(at);
+    }
+    qb.push(" ORDER BY seq").push(order).push(" LIMIT ").push_bind(i64::from(limit));
+    qb
+}
+
 /// Finds the message an idempotency key was first used for, with the body fingerprint.
 fn idempotency_lookup<DB: Dialect>(new: &NewMessage, idem: &Idempotency) -> QueryBuilder<DB> {
     let mut qb = QueryBuilder::<DB>::new("SELECT k.fingerprint, ");
@@ -495,29 +531,7 @@ where
         scan: Scan<i64>,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        let mut qb = QueryBuilder::<DB>::new("SELECT ");
-        qb.push(MESSAGE_COLUMNS).push(" FROM messages WHERE tenant_id = ");
-        qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
-        if let Some(sender) = filter.sender_id {
-            qb.push(" AND sender_id = ").push_bind(sender.get());
-        }
-        if let Some(start) = filter.start {
-            qb.push(" AND created_at >= ").push_bind(start.micros());
-        }
-        if let Some(end) = filter.end {
-            qb.push(" AND created_at <= ").push_bind(end.micros());
-        }
-        if let Some(term) = &filter.term {
-            DB::push_term_filter(&mut qb, term);
-        }
-        let (at, cmp, order) = match scan {
-            Scan::Older(at) => (at, " < ", " DESC"),
-            Scan::Newer(at) => (at, " > ", " ASC"),
-        };
-        if let Some(at) = at {
-            qb.push(" AND seq").push(cmp).push_bind(at);
-        }
-        qb.push(" ORDER BY seq").push(order).push(" LIMIT ").push_bind(i64::from(limit));
+        let qb = message_scan::<DB>(tenant, session, filter, scan, limit);
         let rows = qb.build().fetch_all(&self.reader).await.map_err(classify::<DB>)?;
         rows.iter().map(message_from_row).collect::<Result<_, _>>().map_err(StoreError::Internal)
     }
@@ -617,5 +631,81 @@ where
         }
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+#[cfg(test)]
+mod query_plans {
+    //! `term` search must be served by an index, not a scan of the table.
+
+    use super::*;
+    use crate::domain::message::SearchTerm;
+    use crate::store::StoreConfig;
+    use sqlx::{Connection, Executor as _, Postgres, Sqlite};
+    use std::time::Duration;
+
+    fn config(url: String) -> StoreConfig {
+        StoreConfig {
+            url,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            migrate: true,
+            retry_interval: Duration::from_secs(1),
+        }
+    }
+
+    fn filter(term: &str) -> MessageFilter {
+        MessageFilter { term: Some(SearchTerm::parse(term).unwrap()), ..MessageFilter::default() }
+    }
+
+    #[tokio::test]
+    async fn sqlite_term_search_goes_through_the_trigram_index() {
+        let dir = std::env::temp_dir().join(format!("livechat-plan-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store =
+            crate::store::sqlite::connect(&config(format!("sqlite://{}/plan.db", dir.display()))).await.unwrap();
+        let (tenant, session) = (TenantId::new(1).unwrap(), SessionId::generate());
+        let plan = |term: &str| {
+            let mut qb = message_scan::<Sqlite>(tenant, session, &filter(term), Scan::Older(None), 10);
+            qb.text.insert_str(0, "EXPLAIN QUERY PLAN ");
+            qb
+        };
+        for (term, uses_fts) in [("kopi", true), ("ko", false)] {
+            let qb = plan(term);
+            let rows = qb.build().fetch_all(&store.reader).await.unwrap();
+            let details: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>("detail").unwrap()).collect();
+            assert!(!details.iter().any(|d| d == "SCAN messages"), "{term}: full scan in {details:?}");
+            assert_eq!(
+                details.iter().any(|d| d.contains("messages_fts VIRTUAL TABLE INDEX")),
+                uses_fts,
+                "{term}: {details:?}"
+            );
+        }
+        store.writer.close().await;
+        store.reader.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn postgres_term_predicate_is_served_by_the_trigram_index() {
+        let admin = std::env::var("LIVECHAT_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!("livechat_plan_{}", Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL is required by the tests");
+        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let store = crate::store::postgres::connect(&config(url)).await.unwrap();
+        let mut qb = QueryBuilder::<Postgres>::new("EXPLAIN SELECT id FROM messages WHERE true");
+        Postgres::push_term_filter(&mut qb, &SearchTerm::parse("50% kopi_").unwrap());
+        let mut tx = store.reader.begin().await.unwrap();
+        // With sequential scans priced out, the plan shows whether an index can serve the predicate.
+        tx.execute("SET LOCAL enable_seqscan = off").await.unwrap();
+        let rows = qb.build().fetch_all(&mut *tx).await.unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>(0).unwrap()).collect();
+        drop(tx);
+        store.shutdown().await;
+        conn.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
+        assert!(plan.iter().any(|l| l.contains("messages_folded_trgm")), "{plan:#?}");
     }
 }
