@@ -641,7 +641,7 @@ mod query_plans {
     use super::*;
     use crate::domain::message::SearchTerm;
     use crate::store::StoreConfig;
-    use sqlx::{Connection, Executor as _, Postgres, Sqlite};
+    use sqlx::{Connection, Postgres, Sqlite};
     use std::time::Duration;
 
     fn config(url: String) -> StoreConfig {
