@@ -3,6 +3,7 @@
 
 use crate::auth::{AuthConfig, Verifier};
 use crate::domain::access::AccessPolicy;
+use crate::http::rate_limit::RateLimit;
 use crate::http::{AppState, router};
 use crate::realtime::{self, Realtime, RealtimeSettings};
 use crate::service::{Limits, Livechat};
@@ -31,6 +32,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Stream tunables.
     pub realtime: RealtimeSettings,
+    /// Requests per minute and burst allowed per user (0: no limit).
+    pub rate_limit: (u32, u32),
     /// Drain time at shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -58,7 +61,13 @@ impl Application {
         Ok(Self {
             listener,
             addr,
-            state: AppState::new(chat, verifier, settings.policy, rt),
+            state: AppState::new(
+                chat,
+                verifier,
+                settings.policy,
+                rt,
+                RateLimit::new(settings.rate_limit.0, settings.rate_limit.1),
+            ),
             stop_streams,
             max_body_bytes: settings.max_body_bytes,
             shutdown_timeout: settings.shutdown_timeout,
@@ -76,7 +85,8 @@ impl Application {
     /// offline, and storage is closed.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let background = realtime::start(&state);
+        let mut background = realtime::start(&state);
+        background.push(tokio::spawn(prune_rate_limits(state.clone())));
         let app = router(self.state, self.max_body_bytes);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
@@ -113,6 +123,18 @@ impl Application {
         }
         state.chat().store().shutdown().await;
         result
+    }
+}
+
+/// Forgets idle users' rate-limit state every minute, until shutdown.
+async fn prune_rate_limits(state: AppState) {
+    let mut shutdown = state.realtime().shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.rate_limit().prune(),
+            () = realtime::stopped(&mut shutdown) => return,
+        }
     }
 }
 

@@ -159,6 +159,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             ticket_ttl: args.ticket_ttl,
         },
         realtime: args.realtime()?,
+        rate_limit: (args.rate_limit_per_minute, args.rate_limit_burst),
         shutdown_timeout: args.shutdown_timeout,
     };
     let backend = store::Backend::from_url(&settings.store.url);

@@ -197,6 +197,12 @@ pub struct ServeArgs {
     /// Minimum spacing of typing notices per session and stream.
     #[arg(long, env = "LIVECHAT_TYPING_INTERVAL", default_value = "1s", value_parser = duration)]
     pub typing_interval: Duration,
+    /// Requests per minute allowed per user on this node (0: no limit).
+    #[arg(long, env = "LIVECHAT_RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    pub rate_limit_per_minute: u32,
+    /// Requests a user may make at once before the per-minute rate applies.
+    #[arg(long, env = "LIVECHAT_RATE_LIMIT_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
     /// Skip migrations at start-up (run `livechat migrate` instead).
     #[arg(long, env = "LIVECHAT_NO_MIGRATE")]
     pub no_migrate: bool,

@@ -44,6 +44,9 @@ pub enum AppError {
     /// 422: idempotency key reused with a different body.
     #[error("idempotency key reused")]
     IdempotencyKeyReused,
+    /// 429: too many requests; retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited(u64),
     /// 503: storage unreachable or saturated; retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] anyhow::Error),

@@ -105,6 +105,7 @@ fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, AppError> 
         AppError::Unauthorized
     })?;
     tracing::Span::current().record("user_id", identity.user_id.get());
+    state.rate_limit().check(identity.user_id)?;
     Ok(identity)
 }
 

@@ -6,6 +6,7 @@ mod health;
 mod messages;
 pub mod model;
 pub mod openapi;
+pub mod rate_limit;
 mod request_id;
 pub mod response;
 mod sessions;
@@ -33,12 +34,24 @@ struct Inner {
     verifier: Verifier,
     policy: AccessPolicy,
     realtime: Arc<Realtime>,
+    rate_limit: rate_limit::RateLimit,
 }
 
 impl AppState {
-    /// Bundles the use cases with the access and real-time machinery.
-    pub fn new(chat: Livechat, verifier: Verifier, policy: AccessPolicy, realtime: Arc<Realtime>) -> Self {
-        Self(Arc::new(Inner { chat, verifier, policy, realtime }))
+    /// Bundles the use cases with the access, rate-limit and real-time machinery.
+    pub fn new(
+        chat: Livechat,
+        verifier: Verifier,
+        policy: AccessPolicy,
+        realtime: Arc<Realtime>,
+        rate_limit: rate_limit::RateLimit,
+    ) -> Self {
+        Self(Arc::new(Inner { chat, verifier, policy, realtime, rate_limit }))
+    }
+
+    /// The per-user request limit.
+    pub fn rate_limit(&self) -> &rate_limit::RateLimit {
+        &self.0.rate_limit
     }
 
     /// This node's streams.

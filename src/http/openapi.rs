@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(model::ChatSession, model::ChatMessage, model::Pagination, model::Meta,
         model::StartSessionRequest, model::SendMessageRequest, model::ErrorResponse)),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &EveryRoute),
 )]
 struct ApiDoc;
 
@@ -31,6 +31,36 @@ impl Modify for Bearer {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+    }
+}
+
+/// Statuses any authenticated route can answer with, added to each of them.
+struct EveryRoute;
+
+impl Modify for EveryRoute {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorResponse"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                responses.entry("429".to_owned()).or_insert_with(|| {
+                    error("`rate_limited`: too many requests from this user; see `Retry-After`").into()
+                });
+                responses.entry("503".to_owned()).or_insert_with(|| {
+                    error("`storage_unavailable`: retry later (`Retry-After`); nothing was written").into()
+                });
+            }
+        }
     }
 }
 

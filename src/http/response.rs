@@ -98,6 +98,7 @@ impl AppError {
             Self::AgentOffline => (StatusCode::BAD_REQUEST, "agent_offline"),
             Self::AlreadyAssigned(_) => (StatusCode::CONFLICT, "session_already_assigned"),
             Self::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -125,6 +126,11 @@ impl IntoResponse for AppError {
         let body = ErrorResponse { success: false, message: code.to_owned(), data: None, meta: meta(None), errors };
         let mut res = json_response(status, &body);
         match self {
+            Self::RateLimited(secs) => {
+                if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+            }
             Self::Unauthorized => {
                 res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }

@@ -150,7 +150,22 @@ async fn health_and_readiness_answer_without_a_token(backend: Backend) {
     assert_eq!(r.body["storage"], "ok");
 }
 
+async fn callers_over_the_rate_limit_get_429_with_retry_after(backend: Backend) {
+    let app = TestApp::spawn_with(backend, TestOptions { rate_limit: (60, 3), ..TestOptions::default() }).await;
+    let busy = User::member(100, 12);
+    for _ in 0..3 {
+        assert_eq!(app.get("/sessions", &busy, 12).await.status, 200);
+    }
+    let r = app.get("/sessions", &busy, 12).await;
+    r.assert_error(429, "rate_limited");
+    let wait: u64 = r.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Per user: others are unaffected.
+    assert_eq!(app.get("/sessions", &User::member(101, 12), 12).await.status, 200);
+}
+
 conformance!(
+    callers_over_the_rate_limit_get_429_with_retry_after,
     every_route_answers_identically_under_both_prefixes,
     unknown_routes_and_methods_answer_with_the_envelope,
     bodies_must_be_json_and_within_the_size_limit,

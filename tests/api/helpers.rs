@@ -224,6 +224,7 @@ pub struct TestOptions {
     pub max_body_bytes: usize,
     pub presence_ttl: Duration,
     pub realtime: RealtimeSettings,
+    pub rate_limit: (u32, u32),
 }
 
 impl Default for TestOptions {
@@ -234,6 +235,8 @@ impl Default for TestOptions {
             audience: None,
             max_body_bytes: 16 * 1024,
             presence_ttl: Duration::from_secs(10),
+            // The suite makes thousands of requests as few users: no limit unless a test sets one.
+            rate_limit: (0, 1),
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -281,6 +284,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
             ticket_ttl: Duration::from_secs(30),
         },
         realtime: options.realtime,
+        rate_limit: options.rate_limit,
         shutdown_timeout: Duration::from_secs(5),
     }
 }

@@ -33,6 +33,8 @@ impl Node {
             .env("LIVECHAT_JWT_SECRET", SECRET)
             .env("LIVECHAT_LOG_FORMAT", "json")
             .env("LIVECHAT_LOG", "info,sqlx=warn")
+            // Tests poll hard as few users; the limit has its own test.
+            .env("LIVECHAT_RATE_LIMIT_PER_MINUTE", "0")
             .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
