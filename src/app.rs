@@ -90,9 +90,13 @@ impl Application {
         let app = router(self.state, self.max_body_bytes);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
+        // One deadline for the whole drain, counted from the signal.
+        let signalled = std::sync::Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
+        let mark = signalled.clone();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: closing streams, finishing in-flight requests");
+            let _ = mark.set(tokio::time::Instant::now());
             let _ = stop_streams.send(true);
         });
         let drain = self.shutdown_timeout;
@@ -106,6 +110,7 @@ impl Application {
                 Ok(())
             }
         };
+        let deadline = signalled.get().copied().unwrap_or_else(tokio::time::Instant::now) + drain;
         // Streams were told to go away; let them finish before storage closes
         // under them (an upgraded connection is not awaited by the server).
         let streams_done = async {
@@ -113,15 +118,20 @@ impl Application {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
-        if tokio::time::timeout(drain, streams_done).await.is_err() {
+        if tokio::time::timeout_at(deadline, streams_done).await.is_err() {
             tracing::warn!(open = state.realtime().hub.connections(), "streams still open at the drain timeout");
         }
-        for task in background {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+        // Background work (presence clean-up) gets a short grace after the drain.
+        let grace = tokio::time::Instant::now().max(deadline) + Duration::from_secs(3);
+        for mut task in background {
+            if tokio::time::timeout_at(grace, &mut task).await.is_err() {
                 tracing::warn!("background task did not stop in time");
+                task.abort();
             }
         }
-        state.chat().store().shutdown().await;
+        if tokio::time::timeout(Duration::from_secs(5), state.chat().store().shutdown()).await.is_err() {
+            tracing::warn!("storage did not close in time");
+        }
         result
     }
 }

@@ -5,7 +5,7 @@
 //! generic over a `Stream` of client input and a `Sink` of output.
 
 use super::Realtime;
-use super::hub::ConnId;
+use super::hub::{Backlog, ConnId, Pending};
 use super::protocol::{ClientMessage, EventData, EventName, PresenceData, ReadData, ServerMessage, TypingData, close};
 use crate::domain::access::{AgentScope, Caller, Identity};
 use crate::domain::event::{Notice, StoredEvent};
@@ -21,6 +21,8 @@ use uuid::Uuid;
 
 /// Replay reads this many events at a time.
 const REPLAY_PAGE: u32 = 100;
+/// A failed read of a session's events is retried after this long.
+const RETRY_READ: Duration = Duration::from_secs(1);
 
 /// What arrives from the client.
 #[derive(Debug)]
@@ -74,6 +76,8 @@ struct Actor<O> {
     /// Where ended subscriptions stopped, so the inbox path does not repeat them.
     ended: HashMap<(TenantId, SessionId), i64>,
     inbox: bool,
+    /// Where to re-mark a session whose read failed, so it is retried.
+    pending: Arc<Pending>,
 }
 
 /// Unregisters the connection however the actor ends (even if its task is dropped).
@@ -136,6 +140,7 @@ where
         subs: HashMap::new(),
         ended: HashMap::new(),
         inbox: false,
+        pending: inlet.pending.clone(),
     };
     let end: Result<(), End> = async {
         if let Transport::EventStream(subscribe) = transport {
@@ -143,7 +148,12 @@ where
         }
         loop {
             if single && actor.subs.is_empty() {
-                return Err(End::Close(close::NORMAL, "subscription ended"));
+                // Ended by its session closing, or it never started (a retryable failure).
+                return Err(if actor.ended.is_empty() {
+                    End::Close(close::INTERNAL, "subscription failed; reconnect")
+                } else {
+                    End::Close(close::NORMAL, "session closed")
+                });
             }
             tokio::select! {
                 biased;
@@ -155,8 +165,8 @@ where
                     return Err(End::Close(close::TOO_SLOW, "too slow"));
                 }
                 () = inlet.pending.changed() => {
-                    let (dirty, resync) = inlet.pending.take();
-                    actor.on_committed(dirty, resync).await?;
+                    let backlog = inlet.pending.take();
+                    actor.on_backlog(backlog).await?;
                 }
                 input = inbound.next() => match input {
                     Some(Inbound::Message(msg)) => {
@@ -353,10 +363,21 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
             let Some(after) = self.subs.get(&(t, s)).map(|sub| sub.last_seq) else {
                 return Ok(());
             };
+            // Shutting down: stop replaying, the stream is about to close.
+            if *self.rt.shutdown.borrow() {
+                return Ok(());
+            }
             let events = match store.events_after(t, s, after, REPLAY_PAGE).await {
                 Ok(events) => events,
-                // The next notice or resync retries from the same position.
-                Err(err) => return self.fail(err.into(), Some(s)).await,
+                Err(err) => {
+                    // Retried from the same position shortly, even if nothing else happens there.
+                    let pending = self.pending.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RETRY_READ).await;
+                        pending.mark((t, s), i64::MAX);
+                    });
+                    return self.fail(err.into(), Some(s)).await;
+                }
             };
             let full = events.len() == REPLAY_PAGE as usize;
             for event in events {
@@ -420,39 +441,42 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 })
                 .await
             }
-            Notice::Presence { a, on } => {
-                let concerned = self.inbox || self.subs.values().any(|sub| sub.agent_id == Some(a));
-                if !concerned {
-                    return Ok(());
-                }
-                let status = if on { "online" } else { "offline" };
-                self.send(ServerMessage::Event {
-                    event: EventName::Presence,
-                    id: None,
-                    session_id: None,
-                    tenant_id: None,
-                    data: EventData::Presence(PresenceData { agent_id: a.get(), status }),
-                })
-                .await
-            }
-            // Resynchronisation goes through `Pending`; nothing queued carries it.
-            Notice::Resync => Ok(()),
+            // Presence and resynchronisation go through `Pending`; nothing queued carries them.
+            Notice::Presence { .. } | Notice::Resync => Ok(()),
         }
     }
 
-    /// Reads and sends what committed in subscribed sessions since their positions.
-    async fn on_committed(&mut self, dirty: HashMap<(TenantId, SessionId), i64>, resync: bool) -> Result<(), End> {
-        let keys: Vec<(TenantId, SessionId)> = if resync {
+    /// Reads and sends what committed in subscribed sessions since their
+    /// positions, then presence changes that concern this connection.
+    async fn on_backlog(&mut self, backlog: Backlog) -> Result<(), End> {
+        let keys: Vec<(TenantId, SessionId)> = if backlog.resync {
             self.subs.keys().copied().collect()
         } else {
-            dirty
+            let subs = &self.subs;
+            backlog
+                .dirty
                 .into_iter()
-                .filter(|(key, q)| self.subs.get(key).is_some_and(|sub| *q > sub.last_seq))
+                .filter(|(key, q)| subs.get(key).is_some_and(|sub| *q > sub.last_seq))
                 .map(|(k, _)| k)
                 .collect()
         };
         for (t, s) in keys {
             self.catch_up(t, s).await?;
+        }
+        for (a, on) in backlog.presence {
+            let concerned = self.inbox || self.subs.values().any(|sub| sub.agent_id == Some(a));
+            if !concerned {
+                continue;
+            }
+            let status = if on { "online" } else { "offline" };
+            self.send(ServerMessage::Event {
+                event: EventName::Presence,
+                id: None,
+                session_id: None,
+                tenant_id: None,
+                data: EventData::Presence(PresenceData { agent_id: a.get(), status }),
+            })
+            .await?;
         }
         Ok(())
     }

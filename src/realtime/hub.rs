@@ -28,12 +28,25 @@ pub struct Inlet {
 #[derive(Default)]
 pub struct Pending {
     dirty: Mutex<HashMap<(TenantId, SessionId), i64>>,
+    presence: Mutex<HashMap<UserId, bool>>,
     resync: AtomicBool,
     wake: Notify,
 }
 
+/// What a connection has to catch up on.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Subscribed sessions with new events, and the newest sequence announced.
+    pub dirty: HashMap<(TenantId, SessionId), i64>,
+    /// Agents whose presence changed, with the latest state.
+    pub presence: HashMap<UserId, bool>,
+    /// Every subscription must be re-read.
+    pub resync: bool,
+}
+
 impl Pending {
-    fn mark(&self, key: (TenantId, SessionId), seq: i64) {
+    /// Marks a session as having news up to `seq` (also used to retry a failed read).
+    pub fn mark(&self, key: (TenantId, SessionId), seq: i64) {
         let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = dirty.entry(key).or_insert(seq);
         *entry = (*entry).max(seq);
@@ -46,15 +59,23 @@ impl Pending {
         self.wake.notify_one();
     }
 
+    fn presence(&self, agent: UserId, online: bool) {
+        self.presence.lock().unwrap_or_else(PoisonError::into_inner).insert(agent, online);
+        self.wake.notify_one();
+    }
+
     /// Resolves when something was marked since the last [`Pending::take`].
     pub async fn changed(&self) {
         self.wake.notified().await;
     }
 
-    /// The marked sessions (newest sequence each), and whether everything must be re-read.
-    pub fn take(&self) -> (HashMap<(TenantId, SessionId), i64>, bool) {
-        let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
-        (dirty, self.resync.swap(false, Ordering::SeqCst))
+    /// Everything marked since the last call.
+    pub fn take(&self) -> Backlog {
+        Backlog {
+            dirty: std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner)),
+            presence: std::mem::take(&mut *self.presence.lock().unwrap_or_else(PoisonError::into_inner)),
+            resync: self.resync.swap(false, Ordering::SeqCst),
+        }
     }
 }
 
@@ -235,8 +256,8 @@ impl Hub {
             Notice::Read(mark) => {
                 reg.sessions.get(&(mark.tenant_id, mark.session_id)).into_iter().flatten().for_each(deliver);
             }
-            // Rare, and each connection decides whether it cares.
-            Notice::Presence { .. } => reg.conns.keys().for_each(deliver),
+            // Latest state per agent, coalesced: a burst of logins never fills a queue.
+            Notice::Presence { a, on } => reg.conns.values().for_each(|conn| conn.pending.presence(*a, *on)),
             Notice::Resync => reg.conns.values().for_each(|conn| conn.pending.resync()),
         }
     }
@@ -261,10 +282,10 @@ mod tests {
             hub.dispatch(&Notice::Committed { t, s, q, c: false });
         }
         tokio::time::timeout(std::time::Duration::from_secs(1), a_in.pending.changed()).await.unwrap();
-        let (dirty, resync) = a_in.pending.take();
-        assert_eq!(dirty.get(&(t, s)), Some(&500), "one entry, the newest sequence");
-        assert!(!resync && !a_in.lagged.flag.load(Ordering::SeqCst));
-        assert!(b_in.pending.take().0.is_empty());
+        let backlog = a_in.pending.take();
+        assert_eq!(backlog.dirty.get(&(t, s)), Some(&500), "one entry, the newest sequence");
+        assert!(!backlog.resync && !a_in.lagged.flag.load(Ordering::SeqCst));
+        assert!(b_in.pending.take().dirty.is_empty());
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Presence of agents holding streams on this node, and expiry of every
-//! node's presence (a crashed node's agents go offline when their rows expire).
+//! node's presence (a crashed node's agents go offline when their rows
+//! expire). The store announces every change in the transaction that makes it.
 
 use super::Realtime;
 use super::hub::AgentStreams;
@@ -14,27 +15,24 @@ fn expiry(state: &AppState, now: Timestamp) -> Timestamp {
     Timestamp::from_micros(now.micros().saturating_add(realtime_micros(state.chat().limits().presence_ttl)))
 }
 
-/// Applies an agent's first or last stream on this node.
+/// Applies an agent's first or last stream on this node. Both re-check the
+/// hub, which is the truth by the time a queued change is applied.
 async fn apply(state: &AppState, rt: &Realtime, change: AgentStreams) {
     let presence = &state.chat().storage().presence;
     let now = Timestamp::now();
-    match change {
-        AgentStreams::First(agent, scope) => {
-            match presence.touch_presence(agent, &rt.node, &scope, expiry(state, now), now).await {
-                Ok(true) => state.chat().announce_presence(agent, true).await,
-                Ok(false) => {}
-                Err(err) => tracing::warn!(error = %err, "presence not recorded"),
-            }
+    let result = match change {
+        // The stream may already be gone again.
+        AgentStreams::First(agent, scope) if rt.hub.has_agent(agent) => {
+            presence.touch_presence(agent, &rt.node, &scope, expiry(state, now), now).await.map(drop)
         }
         // A stream of the same agent may have opened since (a page reload): keep it online.
         AgentStreams::Last(agent) if !rt.hub.has_agent(agent) => {
-            match presence.drop_presence(agent, &rt.node, now).await {
-                Ok(true) => state.chat().announce_presence(agent, false).await,
-                Ok(false) => {}
-                Err(err) => tracing::warn!(error = %err, "presence not cleared"),
-            }
+            presence.drop_presence(agent, &rt.node, now).await.map(drop)
         }
-        AgentStreams::Last(_) | AgentStreams::Unchanged => {}
+        AgentStreams::First(..) | AgentStreams::Last(_) | AgentStreams::Unchanged => Ok(()),
+    };
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "presence change not recorded");
     }
 }
 
@@ -45,6 +43,7 @@ pub async fn maintain(state: AppState, rt: Arc<Realtime>, mut changes: mpsc::Unb
     let period = (state.chat().limits().presence_ttl / 3).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(period);
     let mut shutdown = rt.shutdown.clone();
+    let presence = state.chat().storage().presence.clone();
     loop {
         tokio::select! {
             Some(change) = changes.recv() => {
@@ -54,32 +53,21 @@ pub async fn maintain(state: AppState, rt: Arc<Realtime>, mut changes: mpsc::Unb
             _ = tick.tick() => {}
             () = super::stopped(&mut shutdown) => break,
         }
-        let presence = &state.chat().storage().presence;
         let now = Timestamp::now();
         for (agent, scope) in rt.hub.live_agents() {
-            match presence.touch_presence(agent, &rt.node, &scope, expiry(&state, now), now).await {
-                Ok(true) => state.chat().announce_presence(agent, true).await,
-                Ok(false) => {}
-                Err(err) => tracing::warn!(error = %err, "presence heartbeat failed"),
+            if let Err(err) = presence.touch_presence(agent, &rt.node, &scope, expiry(&state, now), now).await {
+                tracing::warn!(error = %err, "presence heartbeat failed");
             }
         }
-        match presence.expire_presence(now).await {
-            Ok(gone) => {
-                for agent in gone {
-                    state.chat().announce_presence(agent, false).await;
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "presence expiry failed"),
+        if let Err(err) = presence.expire_presence(now).await {
+            tracing::warn!(error = %err, "presence expiry failed");
         }
         if let Err(err) = presence.purge_tickets(now).await {
             tracing::warn!(error = %err, "ticket purge failed");
         }
     }
-    // Leaving: this node's agents go offline now rather than at expiry.
-    let now = Timestamp::now();
-    for (agent, _) in rt.hub.live_agents() {
-        if let Ok(true) = state.chat().storage().presence.drop_presence(agent, &rt.node, now).await {
-            state.chat().announce_presence(agent, false).await;
-        }
+    // Leaving: every agent held by this node goes offline now, not at expiry.
+    if let Err(err) = presence.drop_node(&rt.node, Timestamp::now()).await {
+        tracing::warn!(error = %err, "presence not cleared at shutdown");
     }
 }

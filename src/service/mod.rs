@@ -83,7 +83,8 @@ impl Paged for Message {
 pub(crate) async fn detached<T: Send + 'static>(
     write: impl std::future::Future<Output = Result<T, crate::store::StoreError>> + Send + 'static,
 ) -> Result<T, AppError> {
-    match tokio::spawn(write).await {
+    use tracing::Instrument;
+    match tokio::spawn(write.in_current_span()).await {
         Ok(result) => result.map_err(AppError::from),
         Err(err) => Err(AppError::Internal(anyhow::anyhow!("write task failed: {err}"))),
     }

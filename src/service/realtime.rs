@@ -87,16 +87,19 @@ impl Livechat {
     pub async fn mark_read(&self, caller: &Caller, id: SessionId, message: MessageId) -> Result<ReadMark, AppError> {
         self.get_session(caller, id).await?;
         let now = Timestamp::now();
-        let store = self.store.clone();
+        let (store, bus) = (self.store.clone(), self.storage.bus.clone());
         let (tenant, user) = (caller.tenant_id, caller.user_id);
-        let (mark, moved) =
-            super::detached(async move { store.mark_read(tenant, id, user, message, now).await }).await?;
-        if moved {
-            if let Err(err) = self.storage.bus.publish(&Notice::Read(mark)).await {
-                tracing::warn!(error = %err, "read notice not delivered");
+        // The notice goes out with the write, even if the client leaves meanwhile.
+        super::detached(async move {
+            let (mark, moved) = store.mark_read(tenant, id, user, message, now).await?;
+            if moved {
+                if let Err(err) = bus.publish(&Notice::Read(mark)).await {
+                    tracing::warn!(error = %err, "read notice not delivered");
+                }
             }
-        }
-        Ok(mark)
+            Ok(mark)
+        })
+        .await
     }
 
     /// The agent inbox: queued sessions and the caller's own, across its tenants.
@@ -129,6 +132,7 @@ impl Livechat {
     }
 
     /// Sets the calling agent online (for one presence period; repeat to stay) or offline.
+    /// The store announces the change if there is one.
     pub async fn set_presence(
         &self,
         agent: UserId,
@@ -138,22 +142,11 @@ impl Livechat {
         let now = Timestamp::now();
         if online {
             let expires = Timestamp::from_micros(now.micros().saturating_add(micros(self.limits.presence_ttl)));
-            if self.storage.presence.touch_presence(agent, MANUAL_SOURCE, scope, expires, now).await? {
-                self.announce_presence(agent, true).await;
-            }
+            self.storage.presence.touch_presence(agent, MANUAL_SOURCE, scope, expires, now).await?;
             Ok(Some(expires))
         } else {
-            if self.storage.presence.drop_presence(agent, MANUAL_SOURCE, now).await? {
-                self.announce_presence(agent, false).await;
-            }
+            self.storage.presence.drop_presence(agent, MANUAL_SOURCE, now).await?;
             Ok(None)
-        }
-    }
-
-    /// Tells every node an agent's presence changed.
-    pub async fn announce_presence(&self, agent: UserId, online: bool) {
-        if let Err(err) = self.storage.bus.publish(&Notice::Presence { a: agent, on: online }).await {
-            tracing::warn!(error = %err, "presence notice not delivered");
         }
     }
 

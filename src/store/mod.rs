@@ -165,6 +165,8 @@ pub trait PresenceStore: Send + Sync + 'static {
 
     /// Keeps `agent` online through `source` until `expires_at`; returns
     /// whether this made the agent go online (exactly one caller sees `true`).
+    /// Every change of an agent's presence is announced on the [`Bus`] by the
+    /// transaction that made it.
     async fn touch_presence(
         &self,
         agent: UserId,
@@ -179,6 +181,10 @@ pub trait PresenceStore: Send + Sync + 'static {
 
     /// Agents whose every source expired, marked offline now (each reported once).
     async fn expire_presence(&self, now: Timestamp) -> Result<Vec<UserId>, StoreError>;
+
+    /// Removes every source of one node (it is shutting down), plus expired
+    /// ones; returns the agents that went offline.
+    async fn drop_node(&self, source: &str, now: Timestamp) -> Result<Vec<UserId>, StoreError>;
 
     /// Whether the agent has a live source and may serve `tenant`.
     async fn agent_available(&self, agent: UserId, tenant: TenantId, now: Timestamp) -> Result<bool, StoreError>;

@@ -36,6 +36,9 @@ impl Dialect for Postgres {
     }
 
     const NOTIFY_CHANNEL: Option<&'static str> = Some(CHANNEL);
+    // Refused connects are retried until the acquire timeout: that is how a
+    // server that went away shows up.
+    const POOL_TIMEOUT_IS_OUTAGE: bool = true;
 
     fn is_outage(err: &dyn DatabaseError) -> bool {
         // Connection exceptions, shutdowns, "cannot connect now", too many connections.
@@ -88,11 +91,27 @@ async fn spawn_listener(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let own =
         PgPoolOptions::new().max_connections(1).connect_with(options).await.context("cannot connect the listener")?;
-    let mut listener = PgListener::connect_with(&own).await.context("cannot listen for notifications")?;
-    listener.listen(CHANNEL).await.context("LISTEN failed")?;
+    let first = listen(&own).await.context("cannot listen for notifications")?;
     Ok(tokio::spawn(async move {
+        let mut listener = Some(first);
         loop {
-            match listener.try_recv().await {
+            let Some(active) = listener.as_mut() else {
+                // A fresh listener on a fresh connection: a connection that failed
+                // once is never trusted again.
+                match listen(&own).await {
+                    Ok(fresh) => {
+                        tracing::info!("notification listener reconnected");
+                        listener = Some(fresh);
+                        let _ = notices.send(Notice::Resync);
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "listener reconnect failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+                continue;
+            };
+            match active.try_recv().await {
                 Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
                     Ok(notice) => {
                         let _ = notices.send(notice);
@@ -101,15 +120,15 @@ async fn spawn_listener(
                 },
                 Ok(None) | Err(_) => {
                     tracing::warn!("notification listener lost its connection; reconnecting");
-                    // LISTEN again reconnects; retry until the database is back.
-                    while let Err(err) = listener.listen(CHANNEL).await {
-                        tracing::debug!(error = %err, "listener reconnect failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    }
-                    tracing::info!("notification listener reconnected");
-                    let _ = notices.send(Notice::Resync);
+                    listener = None;
                 }
             }
         }
     }))
+}
+
+async fn listen(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }

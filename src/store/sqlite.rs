@@ -33,6 +33,8 @@ impl Dialect for Sqlite {
     }
 
     const NOTIFY_CHANNEL: Option<&'static str> = None;
+    // A local file is never "unreachable": a pool timeout means a queue of writers.
+    const POOL_TIMEOUT_IS_OUTAGE: bool = false;
 
     fn is_outage(_: &dyn DatabaseError) -> bool {
         // A local file: busy or full is not the database going away.

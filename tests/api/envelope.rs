@@ -151,7 +151,7 @@ async fn health_and_readiness_answer_without_a_token(backend: Backend) {
 }
 
 async fn callers_over_the_rate_limit_get_429_with_retry_after(backend: Backend) {
-    let app = TestApp::spawn_with(backend, TestOptions { rate_limit: (60, 3), ..TestOptions::default() }).await;
+    let app = TestApp::spawn_with(backend, TestOptions { rate_limit: (1, 3), ..TestOptions::default() }).await;
     let busy = User::member(100, 12);
     for _ in 0..3 {
         assert_eq!(app.get("/sessions", &busy, 12).await.status, 200);
@@ -159,7 +159,7 @@ async fn callers_over_the_rate_limit_get_429_with_retry_after(backend: Backend) 
     let r = app.get("/sessions", &busy, 12).await;
     r.assert_error(429, "rate_limited");
     let wait: u64 = r.header("retry-after").expect("Retry-After").parse().expect("seconds");
-    assert!((1..=2).contains(&wait), "{wait}");
+    assert!((1..=60).contains(&wait), "{wait}");
     // Per user: others are unaffected.
     assert_eq!(app.get("/sessions", &User::member(101, 12), 12).await.status, 200);
 }

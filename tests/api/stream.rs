@@ -85,8 +85,9 @@ impl Ws {
 
     /// The next frame (pings are answered by the library and skipped).
     pub async fn next(&mut self) -> Frame {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = match tokio::time::timeout(WAIT, self.socket.next()).await {
+            let msg = match tokio::time::timeout_at(deadline, self.socket.next()).await {
                 Ok(msg) => msg,
                 Err(_) => panic!("no frame within {WAIT:?}"),
             };

@@ -164,7 +164,7 @@ where
     }
 
     /// `pg_notify` inside the transaction: sent on commit, dropped on rollback.
-    async fn notify_in_tx(tx: &mut DB::Connection, notice: &Notice) -> Result<(), StoreError> {
+    pub(super) async fn notify_in_tx(tx: &mut DB::Connection, notice: &Notice) -> Result<(), StoreError> {
         if let Some(channel) = DB::NOTIFY_CHANNEL {
             let payload =
                 serde_json::to_string(notice).map_err(|e| StoreError::Internal(sqlx::Error::Encode(e.into())))?;
@@ -544,22 +544,26 @@ where
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         // One statement, so one snapshot: reading the two tables separately
-        // could see message 6 missing and event 7 present, and skip 6 for good.
+        // could see message 6 missing and event 7 present, and skip 6 for
+        // good. Each branch is ordered and limited itself so both stay index
+        // range reads however long the backlog.
         let mut qb = QueryBuilder::<DB>::new(
-            "SELECT * FROM (SELECT 'm' AS src, m.tenant_id, m.session_id, m.seq, m.id, m.sender_id, m.message, \
-             m.created_at, NULL AS kind, NULL AS agent_id, NULL AS status, NULL AS at, NULL AS opened_by, \
-             NULL AS s_created_at FROM messages m WHERE m.tenant_id = ",
+            "SELECT * FROM (SELECT * FROM (SELECT 'm' AS src, m.tenant_id, m.session_id, m.seq, m.id, m.sender_id, \
+             m.message, m.created_at, CAST(NULL AS TEXT) AS kind, CAST(NULL AS BIGINT) AS agent_id, \
+             CAST(NULL AS TEXT) AS status, CAST(NULL AS BIGINT) AS at, CAST(NULL AS BIGINT) AS opened_by, \
+             CAST(NULL AS BIGINT) AS s_created_at FROM messages m WHERE m.tenant_id = ",
         );
         qb.push_bind(tenant.get()).push(" AND m.session_id = ").push_bind(session.uuid());
-        qb.push(" AND m.seq > ").push_bind(after);
+        qb.push(" AND m.seq > ").push_bind(after).push(" ORDER BY m.seq LIMIT ").push_bind(i64::from(limit));
         qb.push(
-            " UNION ALL SELECT 'e', e.tenant_id, e.session_id, e.seq, e.id, NULL, NULL, NULL, e.kind, e.agent_id, \
-             e.status, e.at, s.opened_by, s.created_at FROM session_events e JOIN sessions s \
+            ") mb UNION ALL SELECT * FROM (SELECT 'e' AS src, e.tenant_id, e.session_id, e.seq, e.id, \
+             CAST(NULL AS BIGINT) AS sender_id, CAST(NULL AS TEXT) AS message, CAST(NULL AS BIGINT) AS created_at, e.kind, e.agent_id, e.status, e.at, s.opened_by, \
+             s.created_at AS s_created_at FROM session_events e JOIN sessions s \
              ON s.tenant_id = e.tenant_id AND s.id = e.session_id WHERE e.tenant_id = ",
         );
         qb.push_bind(tenant.get()).push(" AND e.session_id = ").push_bind(session.uuid());
-        qb.push(" AND e.seq > ").push_bind(after);
-        qb.push(") u ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+        qb.push(" AND e.seq > ").push_bind(after).push(" ORDER BY e.seq LIMIT ").push_bind(i64::from(limit));
+        qb.push(") eb) u ORDER BY seq LIMIT ").push_bind(i64::from(limit));
         let rows = qb.build().fetch_all(&self.reader).await.map_err(classify::<DB>)?;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {

@@ -41,6 +41,10 @@ pub trait Dialect: Database {
     /// nodes; notices are then sent inside the transaction (delivered on
     /// commit only). `None`: in-process delivery after commit.
     const NOTIFY_CHANNEL: Option<&'static str>;
+
+    /// Whether a connection-pool timeout means the server is unreachable
+    /// (rather than every connection being busy).
+    const POOL_TIMEOUT_IS_OUTAGE: bool;
 }
 
 /// A value bound to a statement.
@@ -185,8 +189,7 @@ fn unread_column<DB: Dialect>(qb: &mut QueryBuilder<DB>, viewer: UserId) {
 /// nothing about other requests.
 pub(super) fn classify<DB: Dialect>(err: sqlx::Error) -> StoreError {
     match &err {
-        // A pool that cannot hand out a connection within the acquire
-        // timeout is how an unreachable server shows up (connects are refused and retried).
+        sqlx::Error::PoolTimedOut if !DB::POOL_TIMEOUT_IS_OUTAGE => StoreError::Unavailable(err.into()),
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
             StoreError::Unreachable(err.into())
         }
