@@ -126,88 +126,6 @@ where
     })
 }
 
-impl<DB> SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'a> &'a str: ColumnIndex<DB::Row>,
-{
-    /// Records a session event at `seq` and, on engines with `NOTIFY`,
-    /// queues its notice in the same transaction.
-    async fn record_event(
-        tx: &mut DB::Connection,
-        session: &Session,
-        seq: i64,
-        change: SessionChange,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut qb = QueryBuilder::<DB>::new(
-            "INSERT INTO session_events (tenant_id, session_id, seq, id, kind, agent_id, status, at) VALUES ",
-        );
-        qb.push_values(vec![
-            session.tenant_id.get().into(),
-            session.id.uuid().into(),
-            seq.into(),
-            Uuid::now_v7().into(),
-            change.as_str().into(),
-            session.agent_id.map(UserId::get).into(),
-            session.status.as_str().into(),
-            at.micros().into(),
-        ]);
-        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
-        Self::notify_in_tx(tx, &Notice::Committed { t: session.tenant_id, s: session.id, q: seq, c: true }).await
-    }
-
-    /// `pg_notify` inside the transaction: sent on commit, dropped on rollback.
-    pub(super) async fn notify_in_tx(tx: &mut DB::Connection, notice: &Notice) -> Result<(), StoreError> {
-        if let Some(channel) = DB::NOTIFY_CHANNEL {
-            let payload =
-                serde_json::to_string(notice).map_err(|e| StoreError::Internal(sqlx::Error::Encode(e.into())))?;
-            let mut qb = QueryBuilder::<DB>::new("SELECT pg_notify(");
-            qb.push_bind(channel).push(", ").push_bind(payload).push(")");
-            qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
-        }
-        Ok(())
-    }
-
-    /// In-process delivery after commit, on engines without `NOTIFY`.
-    pub(super) fn notify_after_commit(&self, notice: Notice) {
-        if DB::NOTIFY_CHANNEL.is_none() {
-            // No receiver yet is fine: nobody is listening.
-            let _ = self.notices.send(notice);
-        }
-    }
-
-    /// Bumps the session's sequence under its row lock, applying `set` to an OPEN session.
-    /// Returns the session after the change and the new sequence number.
-    async fn bump_session(
-        tx: &mut DB::Connection,
-        tenant: TenantId,
-        id: SessionId,
-        set: impl FnOnce(&mut QueryBuilder<DB>),
-        extra_where: &str,
-    ) -> Result<Option<(Session, i64)>, StoreError> {
-        let mut qb = QueryBuilder::<DB>::new("UPDATE sessions SET last_seq = last_seq + 1");
-        set(&mut qb);
-        qb.push(" WHERE tenant_id = ").push_bind(tenant.get());
-        qb.push(" AND id = ").push_bind(id.uuid());
-        qb.push(" AND status = ").push_bind(SessionStatus::Open.as_str());
-        qb.push(extra_where);
-        qb.push(" RETURNING ").push(SESSION_COLUMNS);
-        let row = qb.build().fetch_optional(&mut *tx).await.map_err(classify::<DB>)?;
-        let session = row.map(|row| session_from_row(&row)).transpose().map_err(StoreError::Internal)?;
-        Ok(session.map(|s| {
-            let seq = s.last_seq;
-            (s, seq)
-        }))
-    }
-}
-
 #[async_trait]
 impl<DB> Store for SqlStore<DB>
 where
@@ -245,9 +163,8 @@ where
         match inserted {
             Ok(row) => {
                 let session = session_from_row(&row).map_err(StoreError::Internal)?;
-                Self::record_event(&mut tx, &session, 1, SessionChange::Opened, new.created_at).await?;
-                tx.commit().await.map_err(classify::<DB>)?;
-                self.notify_after_commit(Notice::Committed { t: session.tenant_id, s: session.id, q: 1, c: true });
+                let notice = Self::record_event(&mut tx, &session, 1, SessionChange::Opened, new.created_at).await?;
+                self.commit_announcing(tx, &[notice]).await?;
                 Ok(session)
             }
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
@@ -372,9 +289,8 @@ where
         .await?;
         match closed {
             Some((session, seq)) => {
-                Self::record_event(&mut tx, &session, seq, SessionChange::Closed, at).await?;
-                tx.commit().await.map_err(classify::<DB>)?;
-                self.notify_after_commit(Notice::Committed { t: tenant, s: id, q: seq, c: true });
+                let notice = Self::record_event(&mut tx, &session, seq, SessionChange::Closed, at).await?;
+                self.commit_announcing(tx, &[notice]).await?;
                 Ok(Some(session))
             }
             None => {
@@ -408,9 +324,8 @@ where
         .await?;
         match assigned {
             Some((session, seq)) => {
-                Self::record_event(&mut tx, &session, seq, SessionChange::Assigned, at).await?;
-                tx.commit().await.map_err(classify::<DB>)?;
-                self.notify_after_commit(Notice::Committed { t: tenant, s: id, q: seq, c: true });
+                let notice = Self::record_event(&mut tx, &session, seq, SessionChange::Assigned, at).await?;
+                self.commit_announcing(tx, &[notice]).await?;
                 Ok(session)
             }
             None => {
@@ -495,10 +410,8 @@ where
             qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
         }
 
-        let notice = Notice::Committed { t: new.tenant_id, s: new.session_id, q: seq, c: false };
-        Self::notify_in_tx(&mut tx, &notice).await?;
-        tx.commit().await.map_err(classify::<DB>)?;
-        self.notify_after_commit(notice);
+        self.commit_announcing(tx, &[Notice::Committed { t: new.tenant_id, s: new.session_id, q: seq, c: false }])
+            .await?;
         Ok(Appended::Created(Message {
             id: new.id,
             tenant_id: new.tenant_id,

@@ -10,14 +10,14 @@ mod chat;
 mod presence;
 
 use super::StoreError;
-use crate::domain::event::Notice;
+use crate::domain::event::{Notice, SessionChange};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Message, SearchTerm};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
 use sqlx::error::DatabaseError;
 use sqlx::query::Query;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use std::marker::PhantomData;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -243,4 +243,133 @@ where
         message: row.try_get("message")?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
     })
+}
+
+/// Statements shared by the store's faces: session events and the
+/// announcements that go with commits.
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    /// Records a session event at `seq`; returns the notice to commit with it.
+    pub(super) async fn record_event(
+        tx: &mut DB::Connection,
+        session: &Session,
+        seq: i64,
+        change: SessionChange,
+        at: Timestamp,
+    ) -> Result<Notice, StoreError> {
+        let mut qb = QueryBuilder::<DB>::new(
+            "INSERT INTO session_events (tenant_id, session_id, seq, id, kind, agent_id, status, at) VALUES ",
+        );
+        qb.push_values(vec![
+            session.tenant_id.get().into(),
+            session.id.uuid().into(),
+            seq.into(),
+            Uuid::now_v7().into(),
+            change.as_str().into(),
+            session.agent_id.map(UserId::get).into(),
+            session.status.as_str().into(),
+            at.micros().into(),
+        ]);
+        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
+        Ok(Notice::Committed { t: session.tenant_id, s: session.id, q: seq, c: true })
+    }
+
+    /// Commits `tx` and announces `notices` on the bus: with `NOTIFY`, inside
+    /// the transaction (sent on commit, dropped on rollback, in commit
+    /// order); otherwise in process right after the commit.
+    pub(super) async fn commit_announcing(
+        &self,
+        mut tx: sqlx::Transaction<'static, DB>,
+        notices: &[Notice],
+    ) -> Result<(), StoreError> {
+        for notice in notices {
+            Self::notify_in_tx(&mut tx, notice).await?;
+        }
+        tx.commit().await.map_err(classify::<DB>)?;
+        for notice in notices {
+            self.notify_after_commit(notice.clone());
+        }
+        Ok(())
+    }
+
+    /// `pg_notify` inside the transaction: sent on commit, dropped on rollback.
+    async fn notify_in_tx(tx: &mut DB::Connection, notice: &Notice) -> Result<(), StoreError> {
+        if let Some(channel) = DB::NOTIFY_CHANNEL {
+            let payload =
+                serde_json::to_string(notice).map_err(|e| StoreError::Internal(sqlx::Error::Encode(e.into())))?;
+            let mut qb = QueryBuilder::<DB>::new("SELECT pg_notify(");
+            qb.push_bind(channel).push(", ").push_bind(payload).push(")");
+            qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
+        }
+        Ok(())
+    }
+
+    /// In-process delivery after commit, on engines without `NOTIFY`.
+    fn notify_after_commit(&self, notice: Notice) {
+        if DB::NOTIFY_CHANNEL.is_none() {
+            // No receiver yet is fine: nobody is listening.
+            let _ = self.notices.send(notice);
+        }
+    }
+
+    /// Bumps the session's sequence under its row lock, applying `set` to an OPEN session.
+    /// Returns the session after the change and the new sequence number.
+    pub(super) async fn bump_session(
+        tx: &mut DB::Connection,
+        tenant: TenantId,
+        id: SessionId,
+        set: impl FnOnce(&mut QueryBuilder<DB>),
+        extra_where: &str,
+    ) -> Result<Option<(Session, i64)>, StoreError> {
+        let mut qb = QueryBuilder::<DB>::new("UPDATE sessions SET last_seq = last_seq + 1");
+        set(&mut qb);
+        qb.push(" WHERE tenant_id = ").push_bind(tenant.get());
+        qb.push(" AND id = ").push_bind(id.uuid());
+        qb.push(" AND status = ").push_bind(SessionStatus::Open.as_str());
+        qb.push(extra_where);
+        qb.push(" RETURNING ").push(SESSION_COLUMNS);
+        let row = qb.build().fetch_optional(&mut *tx).await.map_err(classify::<DB>)?;
+        let session = row.map(|row| session_from_row(&row)).transpose().map_err(StoreError::Internal)?;
+        Ok(session.map(|s| {
+            let seq = s.last_seq;
+            (s, seq)
+        }))
+    }
+
+    /// Deletes expired sources (and all of `source`'s, if given), then marks
+    /// offline, and announces, every agent left without a live source.
+    pub(super) async fn remove_sources(&self, source: Option<&str>, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(classify::<DB>)?;
+        let mut qb = QueryBuilder::<DB>::new("DELETE FROM agent_presence WHERE expires_at <= ");
+        qb.push_bind(now.micros());
+        if let Some(source) = source {
+            qb.push(" OR source = ").push_bind(source);
+        }
+        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
+        let mut qb = QueryBuilder::<DB>::new("UPDATE agent_status SET online = 0, changed_at = ");
+        qb.push_bind(now.micros());
+        qb.push(" WHERE online = 1 AND NOT EXISTS (SELECT 1 FROM agent_presence p");
+        qb.push(" WHERE p.agent_id = agent_status.agent_id AND p.expires_at > ").push_bind(now.micros());
+        qb.push(") RETURNING agent_id");
+        let rows = qb.build().fetch_all(&mut *tx).await.map_err(classify::<DB>)?;
+        let gone = rows
+            .iter()
+            .map(|r| {
+                let id: i64 = r.try_get("agent_id").map_err(StoreError::Internal)?;
+                UserId::new(id).map_err(|_| StoreError::Internal(corrupt("agent_id")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let notices: Vec<Notice> = gone.iter().map(|a| Notice::Presence { a: *a, on: false }).collect();
+        self.commit_announcing(tx, &notices).await?;
+        Ok(gone)
+    }
 }

@@ -10,51 +10,6 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 use uuid::Uuid;
 
-impl<DB> SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'a> &'a str: ColumnIndex<DB::Row>,
-{
-    /// Deletes expired sources (and all of `source`'s, if given), then marks
-    /// offline, and announces, every agent left without a live source.
-    async fn remove_sources(&self, source: Option<&str>, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(classify::<DB>)?;
-        let mut qb = QueryBuilder::<DB>::new("DELETE FROM agent_presence WHERE expires_at <= ");
-        qb.push_bind(now.micros());
-        if let Some(source) = source {
-            qb.push(" OR source = ").push_bind(source);
-        }
-        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
-        let mut qb = QueryBuilder::<DB>::new("UPDATE agent_status SET online = 0, changed_at = ");
-        qb.push_bind(now.micros());
-        qb.push(" WHERE online = 1 AND NOT EXISTS (SELECT 1 FROM agent_presence p");
-        qb.push(" WHERE p.agent_id = agent_status.agent_id AND p.expires_at > ").push_bind(now.micros());
-        qb.push(") RETURNING agent_id");
-        let rows = qb.build().fetch_all(&mut *tx).await.map_err(classify::<DB>)?;
-        let gone = rows
-            .iter()
-            .map(|r| {
-                let id: i64 = r.try_get("agent_id").map_err(StoreError::Internal)?;
-                UserId::new(id).map_err(|_| StoreError::Internal(corrupt("agent_id")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for agent in &gone {
-            Self::notify_in_tx(&mut tx, &Notice::Presence { a: *agent, on: false }).await?;
-        }
-        tx.commit().await.map_err(classify::<DB>)?;
-        for agent in &gone {
-            self.notify_after_commit(Notice::Presence { a: *agent, on: false });
-        }
-        Ok(gone)
-    }
-}
-
 #[async_trait]
 impl<DB> PresenceStore for SqlStore<DB>
 where
@@ -134,14 +89,8 @@ where
         qb.push(" AND online = 0 RETURNING agent_id");
         let flipped = qb.build().fetch_optional(&mut *tx).await.map_err(classify::<DB>)?.is_some();
         // Announced by the transaction that flipped it, so announcements keep commit order.
-        let notice = Notice::Presence { a: agent, on: true };
-        if flipped {
-            Self::notify_in_tx(&mut tx, &notice).await?;
-        }
-        tx.commit().await.map_err(classify::<DB>)?;
-        if flipped {
-            self.notify_after_commit(notice);
-        }
+        let notices = if flipped { vec![Notice::Presence { a: agent, on: true }] } else { Vec::new() };
+        self.commit_announcing(tx, &notices).await?;
         Ok(flipped)
     }
 
@@ -161,14 +110,8 @@ where
         qb.push_bind(agent.get()).push(" AND p.expires_at > ").push_bind(now.micros());
         qb.push(") RETURNING agent_id");
         let flipped = qb.build().fetch_optional(&mut *tx).await.map_err(classify::<DB>)?.is_some();
-        let notice = Notice::Presence { a: agent, on: false };
-        if flipped {
-            Self::notify_in_tx(&mut tx, &notice).await?;
-        }
-        tx.commit().await.map_err(classify::<DB>)?;
-        if flipped {
-            self.notify_after_commit(notice);
-        }
+        let notices = if flipped { vec![Notice::Presence { a: agent, on: false }] } else { Vec::new() };
+        self.commit_announcing(tx, &notices).await?;
         Ok(flipped)
     }
 
