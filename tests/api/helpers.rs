@@ -50,6 +50,7 @@ impl TestDb {
                 let name = format!("livechat_test_{}", uuid::Uuid::now_v7().simple());
                 let admin = pg_admin_url();
                 let mut conn = connect_pg(&admin).await;
+                drop_abandoned_databases(&mut conn).await;
                 sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
                     .await
                     .expect("create test database");
@@ -62,6 +63,27 @@ impl TestDb {
     pub fn url(&self) -> &str {
         match self {
             Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+}
+
+/// Drops test databases left by runs that were killed (no destructor ran):
+/// their names carry a UUIDv7, whose timestamp says they are over an hour old.
+async fn drop_abandoned_databases(conn: &mut sqlx::PgConnection) {
+    let names: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'livechat_test_%'")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+    let hour_ago =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+            - 3_600_000;
+    for (name,) in names {
+        let created_ms =
+            name.strip_prefix("livechat_test_").and_then(|hex| u128::from_str_radix(hex.get(..12)?, 16).ok());
+        if created_ms.is_some_and(|ms| ms < hour_ago) {
+            let _ =
+                sqlx::Executor::execute(&mut *conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await;
         }
     }
 }
