@@ -1,11 +1,10 @@
 //! Agent routes: the cross-tenant inbox and presence (CONTRACT section 8).
 
 use super::AppState;
-use super::extract::{AuthedIdentity, Json, Query};
+use super::extract::{AuthedIdentity, Json, Query, page_params};
 use super::model::{ApiResponse, ChatSession, ErrorResponse, Pagination};
 use super::response::Success;
 use crate::domain::access::AgentScope;
-use crate::domain::page::{Direction, PageLimit};
 use crate::error::{AppError, Problems};
 use crate::service::{PageRequest, parse_inbox_cursor};
 use axum::Router;
@@ -55,12 +54,10 @@ pub async fn list_inbox(
 ) -> Result<Success<Vec<ChatSession>>, AppError> {
     let scope = agent_scope(&state, &who)?;
     let mut problems = Problems::default();
-    let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
-    let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
+    let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
     let cursor = problems
         .optional("cursor", q.cursor.as_deref(), |c| parse_inbox_cursor(c).ok_or("must be a cursor from this list"));
     problems.finish()?;
-    let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
     let page = state.chat().inbox(who.identity.user_id, &scope, PageRequest { limit, direction, cursor }).await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(|item| ChatSession::from(item.0)).collect();

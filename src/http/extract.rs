@@ -4,7 +4,8 @@
 use super::AppState;
 use crate::domain::access::{Caller, Identity};
 use crate::domain::ids::{SessionId, TenantId};
-use crate::error::AppError;
+use crate::domain::page::{Direction, PageLimit};
+use crate::error::{AppError, Problems};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -61,6 +62,15 @@ fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> AppError {
         "." => AppError::field("body", format!("must be a JSON object ({text})")),
         path => AppError::field(path, text),
     }
+}
+
+/// `limit` and `direction` of a list request. Failures are recorded in
+/// `problems`, whose `finish` then refuses the request, so the defaults
+/// returned in that case are never used.
+pub fn page_params(problems: &mut Problems, limit: Option<&str>, direction: Option<&str>) -> (PageLimit, Direction) {
+    let limit = problems.check("limit", PageLimit::parse(limit));
+    let direction = problems.check("direction", Direction::parse(direction));
+    (limit.unwrap_or_default(), direction.unwrap_or_default())
 }
 
 /// Query parameters; any parse failure is a 400 naming the parameters.

@@ -1,12 +1,11 @@
 //! `/sessions/:id/messages` routes (CONTRACT section 5).
 
 use super::AppState;
-use super::extract::{Authed, Json, Query, SessionPath};
+use super::extract::{Authed, Json, Query, SessionPath, page_params};
 use super::model::{ApiResponse, ChatMessage, ErrorResponse, Pagination, SendMessageRequest};
 use super::response::Success;
 use crate::domain::ids::{MessageId, UserId};
 use crate::domain::message::{IdempotencyKey, MessageFilter, SearchTerm};
-use crate::domain::page::{Direction, PageLimit};
 use crate::domain::time::Timestamp;
 use crate::error::{AppError, Problems};
 use crate::service::PageRequest;
@@ -95,12 +94,9 @@ pub async fn list_messages(
     if start.zip(end).is_some_and(|(s, e)| s > e) {
         problems.add("start_date", "must not be after end_date");
     }
-    let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
-    let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
+    let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
     let cursor = problems.optional("cursor", q.cursor.as_deref(), MessageId::parse);
     problems.finish()?;
-    // Both are Some here: finish() has returned any parse failure.
-    let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
     let filter = MessageFilter { term, sender_id, start, end };
     let page = state.chat().list_messages(&caller, session, &filter, PageRequest { limit, direction, cursor }).await?;
     let pagination = Pagination::from(&page);

@@ -1,11 +1,10 @@
 //! `/sessions` routes (CONTRACT section 4).
 
 use super::AppState;
-use super::extract::{Authed, Json, Query, SessionPath};
+use super::extract::{Authed, Json, Query, SessionPath, page_params};
 use super::model::{ApiResponse, ChatSession, ErrorResponse, Pagination, StartSessionRequest};
 use super::response::Success;
 use crate::domain::ids::{SessionId, UserId};
-use crate::domain::page::{Direction, PageLimit};
 use crate::domain::session::{SessionFilter, SessionStatus};
 use crate::error::{AppError, Problems};
 use crate::service::PageRequest;
@@ -79,12 +78,9 @@ pub async fn list_sessions(
     let status = problems
         .optional("status", q.status.as_deref(), |s| SessionStatus::parse(s.trim()).ok_or("must be OPEN or CLOSED"));
     let agent_id = problems.optional("agent_id", q.agent_id.as_deref(), UserId::parse);
-    let limit = problems.check("limit", PageLimit::parse(q.limit.as_deref()));
-    let direction = problems.check("direction", Direction::parse(q.direction.as_deref()));
+    let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
     let cursor = problems.optional("cursor", q.cursor.as_deref(), SessionId::parse);
     problems.finish()?;
-    // Both are Some here: finish() has returned any parse failure.
-    let (limit, direction) = (limit.unwrap_or_default(), direction.unwrap_or_default());
     let filter = SessionFilter { status, agent_id };
     let page = state.chat().list_sessions(&caller, &filter, PageRequest { limit, direction, cursor }).await?;
     let pagination = Pagination::from(&page);

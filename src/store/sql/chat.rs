@@ -16,6 +16,14 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 use uuid::Uuid;
 
+/// A scan as SQL: the position, the comparison past it, and the order.
+fn keyset<P>(scan: Scan<P>) -> (Option<P>, &'static str, &'static str) {
+    match scan {
+        Scan::Older(at) => (at, " < ", " DESC"),
+        Scan::Newer(at) => (at, " > ", " ASC"),
+    }
+}
+
 /// The page query of a session's messages: every filter narrows the
 /// session's own rows (by its primary key or an index), `term` goes through
 /// the engine's substring index.
@@ -41,10 +49,7 @@ fn message_scan<DB: Dialect>(
     if let Some(term) = &filter.term {
         DB::push_term_filter(&mut qb, term);
     }
-    let (at, cmp, order) = match scan {
-        Scan::Older(at) => (at, " < ", " DESC"),
-        Scan::Newer(at) => (at, " > ", " ASC"),
-    };
+    let (at, cmp, order) = keyset(scan);
     if let Some(at) = at {
         qb.push(" AND seq").push(cmp).push_bind(at);
     }
@@ -213,10 +218,7 @@ where
         if let Some(agent) = filter.agent_id {
             qb.push(" AND agent_id = ").push_bind(agent.get());
         }
-        let (at, cmp, order) = match scan {
-            Scan::Older(at) => (at, " < ", " DESC"),
-            Scan::Newer(at) => (at, " > ", " ASC"),
-        };
+        let (at, cmp, order) = keyset(scan);
         if let Some(at) = at {
             qb.push(" AND (created_at").push(cmp).push_bind(at.created_at.micros());
             qb.push(" OR (created_at = ").push_bind(at.created_at.micros());
@@ -250,10 +252,7 @@ where
             }
             qb.push(")");
         }
-        let (at, cmp, order) = match scan {
-            Scan::Older(at) => (at, " < ", " DESC"),
-            Scan::Newer(at) => (at, " > ", " ASC"),
-        };
+        let (at, cmp, order) = keyset(scan);
         if let Some(at) = at {
             let u = at.updated_at.micros();
             let t = at.tenant_id.get();
