@@ -162,7 +162,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         rate_limit: (args.rate_limit_per_minute, args.rate_limit_burst),
         shutdown_timeout: args.shutdown_timeout,
     };
-    let backend = store::Backend::from_url(&settings.store.url);
+    let backend = settings.store.url.backend();
     let app = Application::build(settings).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, backend = ?backend, "livechat listening");

@@ -4,7 +4,7 @@
 use crate::auth::{AuthConfig, KeySource, Secret};
 use crate::domain::access::{AccessPolicy, DEFAULT_ALLOWED_ROLES};
 use crate::domain::message::DEFAULT_MAX_MESSAGE_CHARS;
-use crate::store::{Backend, StoreConfig};
+use crate::store::{Backend, DatabaseUrl, StoreConfig};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use jsonwebtoken::Algorithm;
@@ -83,7 +83,7 @@ impl DatabaseArgs {
             bail!("database timeouts must be greater than zero");
         }
         Ok(StoreConfig {
-            url: self.database_url.clone(),
+            url: DatabaseUrl::new(self.database_url.clone()),
             max_connections: self.db_max_connections,
             acquire_timeout: self.db_acquire_timeout,
             statement_timeout: self.db_statement_timeout,

@@ -7,7 +7,7 @@ use livechat::auth::{AuthConfig, KeySource, MintClaims, Secret, mint_hs256};
 use livechat::domain::access::AccessPolicy;
 use livechat::realtime::RealtimeSettings;
 use livechat::service::Limits;
-use livechat::store::StoreConfig;
+use livechat::store::{DatabaseUrl, StoreConfig};
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -285,7 +285,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
     Settings {
         bind: "127.0.0.1:0".parse().expect("addr"),
         store: StoreConfig {
-            url: url.to_owned(),
+            url: DatabaseUrl::new(url),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),

@@ -14,6 +14,7 @@ mod envelope;
 mod messages;
 mod openapi;
 mod pagination;
+mod plans;
 mod realtime;
 mod sessions;
 mod stream;

@@ -1,13 +1,15 @@
 //! The stream endpoints: tickets, the WebSocket, per-session SSE, and the
-//! machine-readable protocol description.
+//! machine-readable protocol description. They turn HTTP into the
+//! transport-neutral input and output of the real-time engine
+//! ([`crate::realtime`]), which does the rest.
 
-use super::conn::{self, Inbound, Outbound, Peer, Transport};
-use super::protocol::{ClientMessage, ServerMessage};
-use crate::error::AppError;
-use crate::http::AppState;
-use crate::http::extract::{AuthedIdentity, Query, SessionPath};
-use crate::http::model::ErrorResponse;
-use crate::http::response::Success;
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{AuthedIdentity, Query, SessionPath};
+use super::model::ErrorResponse;
+use super::response::Success;
+use crate::realtime::{Inbound, Outbound, Peer, Transport};
+use crate::wire::stream::{ClientMessage, ServerMessage};
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -18,6 +20,7 @@ use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt, future};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 /// The stream routes, relative to a prefix.
@@ -43,14 +46,14 @@ pub struct StreamTicket {
 #[utoipa::path(post, path = "/realtime/tickets", tag = "realtime",
     params(("X-Tenant-ID" = i64, Header)),
     responses(
-        (status = 201, description = "Ticket issued", body = inline(crate::http::model::ApiResponse<StreamTicket>)),
+        (status = 201, description = "Ticket issued", body = inline(super::model::ApiResponse<StreamTicket>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
     ), security(("bearer" = [])))]
 pub async fn create_ticket(
     State(state): State<AppState>,
     AuthedIdentity { caller, identity }: AuthedIdentity,
-) -> Result<Success<StreamTicket>, AppError> {
-    let caller = caller.ok_or_else(|| AppError::field("X-Tenant-ID", "is required"))?;
+) -> Result<Success<StreamTicket>, ApiError> {
+    let caller = caller.ok_or_else(|| ApiError::field("X-Tenant-ID", "is required"))?;
     let issued = state.chat().issue_ticket(&caller, &identity).await?;
     Ok(Success::created(
         "ticket issued",
@@ -65,8 +68,8 @@ pub struct StreamQuery {
     last_event_id: Option<String>,
 }
 
-async fn redeem(state: &AppState, query: &StreamQuery) -> Result<Peer, AppError> {
-    let ticket = query.ticket.as_deref().ok_or(AppError::Unauthorized)?;
+async fn redeem(state: &AppState, query: &StreamQuery) -> Result<Peer, ApiError> {
+    let ticket = query.ticket.as_deref().ok_or(crate::service::Error::Unauthorized)?;
     let (home, identity) = state.chat().redeem_ticket(ticket).await?;
     Ok(Peer { identity, home })
 }
@@ -76,9 +79,9 @@ pub async fn open_websocket(
     State(state): State<AppState>,
     Query(query): Query<StreamQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<Response, AppError> {
+) -> Result<Response, ApiError> {
     let upgrade =
-        upgrade.map_err(|rej| AppError::field("Upgrade", format!("a WebSocket handshake is required ({rej})")))?;
+        upgrade.map_err(|rej| ApiError::field("Upgrade", format!("a WebSocket handshake is required ({rej})")))?;
     let peer = redeem(&state, &query).await?;
     Ok(upgrade.on_upgrade(move |socket| serve_socket(state, peer, socket)).into_response())
 }
@@ -105,7 +108,7 @@ async fn serve_socket(state: AppState, peer: Peer, socket: WebSocket) {
             Outbound::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
         }))
     });
-    conn::run(state, peer, Transport::WebSocket, Box::pin(inbound), Box::pin(outbound)).await;
+    state.realtime().serve(peer, Transport::WebSocket, Box::pin(inbound), Box::pin(outbound)).await;
 }
 
 fn frame_json(frame: &ServerMessage) -> String {
@@ -121,32 +124,24 @@ pub async fn open_event_stream(
     SessionPath(session): SessionPath,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
+) -> Result<Response, ApiError> {
     let peer = redeem(&state, &query).await?;
-    // Refused up front with the envelope (the stream would only carry an error).
-    state.policy().admit(&peer.identity, peer.home).map_err(|_| AppError::Forbidden)?;
-    state.chat().store().get_session(peer.home, session).await?.ok_or(AppError::NotFound)?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
         .filter(|v| !v.trim().is_empty())
-        .or(query.last_event_id.clone());
-    if let Some(raw) = &last_event_id {
-        let event =
-            uuid::Uuid::parse_str(raw.trim()).map_err(|_| AppError::field("last_event_id", "must be a UUID"))?;
-        state
-            .chat()
-            .store()
-            .event_seq(peer.home, session, event)
-            .await?
-            .ok_or_else(|| AppError::field("last_event_id", "is not an event of this session"))?;
-    }
-    let subscribe = ClientMessage::Subscribe { session_id: session.to_string(), tenant_id: None, last_event_id };
-    let (tx, rx) = futures_channel::mpsc::channel::<Outbound>(state.realtime().settings.queue);
+        .or(query.last_event_id.as_deref());
+    // Refused up front with the envelope (the stream would only carry an error).
+    let start = state.chat().subscribe(&peer.identity, peer.home, session, last_event_id).await?;
+    let (tx, rx) = futures_channel::mpsc::channel::<Outbound>(state.realtime().settings().queue);
     let outbound = tx.sink_map_err(|_| ());
     let inbound = Box::pin(futures_util::stream::pending());
-    tokio::spawn(conn::run(state.clone(), peer, Transport::EventStream(subscribe), inbound, outbound));
+    let rt = state.realtime().clone();
+    // The stream outlives this handler; it keeps the request's span for its logs.
+    tokio::spawn(
+        async move { rt.serve(peer, Transport::EventStream(session, start), inbound, outbound).await }
+            .in_current_span(),
+    );
     let events = rx.map(|out| {
         Ok::<_, Infallible>(match out {
             Outbound::Frame(frame) => {
@@ -164,11 +159,67 @@ pub async fn open_event_stream(
         })
     });
     // The actor's own pings keep the stream alive; this only covers a stalled actor.
-    let keep_alive = KeepAlive::new().interval(state.realtime().settings.ping_interval * 2);
+    let keep_alive = KeepAlive::new().interval(state.realtime().settings().ping_interval * 2);
     Ok(Sse::new(events).keep_alive(keep_alive).into_response())
 }
 
 /// The protocol's machine-readable description (AsyncAPI 3.0 with JSON Schemas).
 pub async fn describe() -> impl IntoResponse {
-    axum::Json(super::protocol::document())
+    axum::Json(document())
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    ClientMessage,
+    ServerMessage,
+    crate::wire::stream::EventName,
+    crate::wire::stream::EventData,
+    crate::wire::stream::TypingData,
+    crate::wire::stream::PresenceData,
+    crate::wire::stream::ReadData,
+    crate::wire::ChatMessage,
+    crate::wire::ChatSession
+)))]
+struct Schemas;
+
+/// The AsyncAPI 3.0 description of both stream endpoints, with the JSON
+/// Schemas generated from the types above.
+pub fn document() -> serde_json::Value {
+    let schemas = <Schemas as utoipa::OpenApi>::openapi().components.map(|c| c.schemas).unwrap_or_default();
+    let schema_ref = |name: &str| serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+    serde_json::json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "livechat streams",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Real-time events of livechat. Get a ticket with POST /realtime/tickets (normal headers), \
+                then open the WebSocket or an SSE stream with ?ticket=. Every path exists under /api/livechat and \
+                /api/vendor/livechat. Close codes: 1001 server going away (reconnect and resume), 4001 token \
+                expired, 4002 idle, 4008 too slow (reconnect and resume from the last event id), 1011 internal error."
+        },
+        "channels": {
+            "websocket": {
+                "address": "/api/livechat/realtime/ws?ticket={ticket}",
+                "parameters": { "ticket": { "description": "single-use ticket from POST /realtime/tickets" } },
+                "messages": {
+                    "client": { "name": "ClientMessage", "contentType": "application/json", "payload": schema_ref("ClientMessage") },
+                    "server": { "name": "ServerMessage", "contentType": "application/json", "payload": schema_ref("ServerMessage") }
+                }
+            },
+            "session_events": {
+                "address": "/api/livechat/sessions/{id}/events?ticket={ticket}",
+                "description": "Server-Sent Events for one session: `event:` is the event name, `id:` is set for persisted events, `data:` is a ServerMessage. Resumes after the Last-Event-ID header (or ?last_event_id=).",
+                "parameters": { "id": { "description": "session id" }, "ticket": { "description": "single-use ticket" } },
+                "messages": {
+                    "server": { "name": "ServerMessage", "contentType": "application/json", "payload": schema_ref("ServerMessage") }
+                }
+            }
+        },
+        "operations": {
+            "send": { "action": "receive", "channel": { "$ref": "#/channels/websocket" }, "messages": [ { "$ref": "#/channels/websocket/messages/client" } ] },
+            "receive": { "action": "send", "channel": { "$ref": "#/channels/websocket" }, "messages": [ { "$ref": "#/channels/websocket/messages/server" } ] },
+            "stream": { "action": "send", "channel": { "$ref": "#/channels/session_events" }, "messages": [ { "$ref": "#/channels/session_events/messages/server" } ] }
+        },
+        "components": { "schemas": schemas }
+    })
 }
