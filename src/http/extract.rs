@@ -40,11 +40,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if !content_type.as_deref().is_some_and(is_json) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(value) => Ok(Self(Some(value))),
-            Err(err) => Err(body_error(&err)),
-        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| body_error(&err))?;
+        // One JSON value and nothing after it (whitespace aside): a second
+        // value or trailing text is refused, never silently dropped.
+        de.end().map_err(|_| ApiError::field("body", "must be one JSON value with nothing after it"))?;
+        Ok(Self(Some(value)))
     }
 }
 
@@ -120,16 +121,20 @@ fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, ApiError> 
     Ok(identity)
 }
 
-/// `X-Tenant-ID`, if sent: a positive integer or a 400.
+/// `X-Tenant-ID`, if sent: once, a positive integer, or a 400.
 fn tenant_header(parts: &Parts) -> Result<Option<TenantId>, ApiError> {
-    let Some(raw) = parts.headers.get("x-tenant-id") else {
+    let mut values = parts.headers.get_all("x-tenant-id").iter();
+    let Some(raw) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ApiError::field("X-Tenant-ID", "must be sent once"));
+    }
     let tenant = raw
         .to_str()
-        .ok()
-        .and_then(|v| TenantId::parse(v).ok())
-        .ok_or_else(|| ApiError::field("X-Tenant-ID", "must be a positive integer"))?;
+        .map_err(|_| crate::domain::ids::NotPositive)
+        .and_then(TenantId::parse)
+        .map_err(|e| ApiError::field("X-Tenant-ID", e))?;
     tracing::Span::current().record("tenant_id", tenant.get());
     Ok(Some(tenant))
 }

@@ -4,6 +4,7 @@
 //! [`crate::realtime`].
 
 mod agents;
+mod body;
 pub mod error;
 pub mod extract;
 mod health;
@@ -20,7 +21,6 @@ use crate::auth::Verifier;
 use crate::realtime::Realtime;
 use crate::service::Livechat;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use error::ApiError;
 use std::sync::Arc;
@@ -87,7 +87,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, req, next)))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(request_id::scope))
         .with_state(state)

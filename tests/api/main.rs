@@ -19,4 +19,5 @@ mod plans;
 mod realtime;
 mod sessions;
 mod stream;
+mod strict;
 mod typescript;
