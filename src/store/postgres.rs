@@ -1,6 +1,6 @@
 //! PostgreSQL, for several server nodes on one database.
 
-use super::sql::{Db, Dialect, Explain, QueryBuilder, SqlStore};
+use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore};
 use super::{StoreConfig, migrations};
 use crate::domain::event::Notice;
 use crate::domain::message::SearchTerm;
@@ -47,6 +47,13 @@ impl Dialect for Postgres {
     fn is_outage(err: &dyn DatabaseError) -> bool {
         // Connection exceptions, shutdowns, "cannot connect now", too many connections.
         err.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300"))
+    }
+
+    fn violates(err: &dyn DatabaseError, constraint: Constraint) -> bool {
+        let name = match constraint {
+            Constraint::OneOpenSessionPerTenant => "sessions_one_open_per_tenant",
+        };
+        err.is_unique_violation() && err.constraint() == Some(name)
     }
 
     fn is_transient(err: &dyn DatabaseError) -> bool {

@@ -1,6 +1,6 @@
 //! SQLite, the embedded default: one file, WAL, one writer connection.
 
-use super::sql::{Db, Dialect, Explain, QueryBuilder, SqlStore};
+use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore};
 use super::{StoreConfig, migrations};
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
@@ -40,6 +40,15 @@ impl Dialect for Sqlite {
     fn is_outage(_: &dyn DatabaseError) -> bool {
         // A local file: busy or full is not the database going away.
         false
+    }
+
+    fn violates(err: &dyn DatabaseError, constraint: Constraint) -> bool {
+        // SQLite names the indexed columns, not the index: the partial index
+        // on (tenant_id) alone, unlike the primary key (tenant_id, id).
+        let columns = match constraint {
+            Constraint::OneOpenSessionPerTenant => "sessions.tenant_id",
+        };
+        err.is_unique_violation() && err.message().strip_prefix("UNIQUE constraint failed: ") == Some(columns)
     }
 
     fn is_transient(err: &dyn DatabaseError) -> bool {

@@ -44,6 +44,10 @@ pub trait Dialect: Exec + Database<Row: Record> {
     /// Adds `AND <folded text contains term>` using the engine's substring index.
     fn push_term_filter(qb: &mut QueryBuilder<Self>, term: &SearchTerm);
 
+    /// Whether a database error is a violation of this constraint (by its
+    /// name, never "any unique violation").
+    fn violates(err: &dyn DatabaseError, constraint: Constraint) -> bool;
+
     /// Whether a database error means "try again later" rather than a bug.
     fn is_transient(err: &dyn DatabaseError) -> bool;
 
@@ -63,6 +67,13 @@ pub trait Dialect: Exec + Database<Row: Record> {
     /// How to ask for a query plan: the statement prefix, settings for the
     /// same transaction, and the column holding the plan's lines.
     const EXPLAIN: Explain;
+}
+
+/// Constraints whose violation means something to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Constraint {
+    /// `sessions_one_open_per_tenant`: the tenant already has an OPEN session.
+    OneOpenSessionPerTenant,
 }
 
 /// How an engine explains a query (see [`Dialect::EXPLAIN`]).

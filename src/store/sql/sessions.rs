@@ -1,6 +1,6 @@
 //! Sessions and the agent inbox.
 
-use super::{Dialect, QueryBuilder, Record, SESSION_COLUMNS, SqlStore, session_from_row};
+use super::{Constraint, Dialect, QueryBuilder, Record, SESSION_COLUMNS, SqlStore, session_from_row};
 use crate::domain::access::AgentScope;
 use crate::domain::event::SessionChange;
 use crate::domain::ids::{SessionId, TenantId, UserId};
@@ -34,7 +34,42 @@ fn listed_session(row: &impl Record) -> Result<Session, sqlx::Error> {
     Ok(session)
 }
 
+/// How many times opening a session is tried while other requests keep
+/// opening and closing the tenant's session.
+const OPEN_ATTEMPTS: usize = 16;
+
 impl<DB: Dialect> SqlStore<DB> {
+    /// Inserts the session with its `opened` event; `None` if the tenant
+    /// already has an OPEN session (the partial unique index fired).
+    async fn insert_session(&self, new: &NewSession) -> Result<Option<Session>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let mut qb = QueryBuilder::<DB>::new("INSERT INTO sessions (");
+        qb.push(SESSION_COLUMNS).push(") VALUES ");
+        qb.push_values(vec![
+            new.id.uuid().into(),
+            new.tenant_id.get().into(),
+            new.agent_id.map(UserId::get).into(),
+            SessionStatus::Open.as_str().into(),
+            new.opened_by.get().into(),
+            new.created_at.micros().into(),
+            new.created_at.micros().into(),
+            None::<i64>.into(),
+            1_i64.into(),
+        ]);
+        qb.push(" RETURNING ").push(SESSION_COLUMNS);
+        let row = match DB::fetch_optional(&mut tx, &qb).await {
+            Ok(row) => row.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?,
+            Err(sqlx::Error::Database(db)) if DB::violates(db.as_ref(), Constraint::OneOpenSessionPerTenant) => {
+                return Ok(None);
+            }
+            Err(err) => return Err(self.db.fail(err)),
+        };
+        let session = session_from_row(&row).map_err(StoreError::Internal)?;
+        let notice = self.record_event(&mut tx, &session, 1, SessionChange::Opened, new.created_at).await?;
+        self.commit_announcing(tx, &[notice]).await?;
+        Ok(Some(session))
+    }
+
     async fn scan_listed(&self, qb: &QueryBuilder<DB>) -> Result<Vec<Session>, StoreError> {
         let rows = self.read_all(qb).await?;
         rows.iter().map(listed_session).collect::<Result<_, _>>().map_err(StoreError::Internal)
@@ -52,40 +87,23 @@ impl<DB: Dialect> SqlStore<DB> {
 #[async_trait]
 impl<DB: Dialect> SessionStore for SqlStore<DB> {
     async fn create_session(&self, new: &NewSession) -> Result<Session, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let mut qb = QueryBuilder::<DB>::new("INSERT INTO sessions (");
-        qb.push(SESSION_COLUMNS).push(") VALUES ");
-        qb.push_values(vec![
-            new.id.uuid().into(),
-            new.tenant_id.get().into(),
-            new.agent_id.map(UserId::get).into(),
-            SessionStatus::Open.as_str().into(),
-            new.opened_by.get().into(),
-            new.created_at.micros().into(),
-            new.created_at.micros().into(),
-            None::<i64>.into(),
-            1_i64.into(),
-        ]);
-        qb.push(" RETURNING ").push(SESSION_COLUMNS);
-        match DB::fetch_optional(&mut tx, &qb).await {
-            Ok(Some(row)) => {
-                let session = session_from_row(&row).map_err(StoreError::Internal)?;
-                let notice = self.record_event(&mut tx, &session, 1, SessionChange::Opened, new.created_at).await?;
-                self.commit_announcing(tx, &[notice]).await?;
-                Ok(session)
-            }
-            Ok(None) => Err(StoreError::Internal(sqlx::Error::RowNotFound)),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                drop(tx);
-                // The one-open-session index decided; report which session won.
-                match self.open_session_of(new.tenant_id).await? {
-                    Some(id) => Err(StoreError::SessionAlreadyActive(id)),
-                    // Closed between our insert and this read: the client may simply retry.
-                    None => Err(StoreError::Unavailable(sqlx::Error::Database(db).into())),
+        // The one-open-session index decides a race; a loser reports the
+        // winner. If the winner was closed before the loser could read it,
+        // the tenant has no open session any more: the insert is simply tried
+        // again (each retry means another request opened or closed meanwhile).
+        for _ in 0..OPEN_ATTEMPTS {
+            match self.insert_session(new).await? {
+                Some(session) => return Ok(session),
+                None => {
+                    if let Some(id) = self.open_session_of(new.tenant_id).await? {
+                        return Err(StoreError::SessionAlreadyActive(id));
+                    }
                 }
             }
-            Err(err) => Err(self.db.fail(err)),
         }
+        Err(StoreError::Unavailable(anyhow::anyhow!(
+            "the tenant's open session changed {OPEN_ATTEMPTS} times while opening one"
+        )))
     }
 
     async fn get_session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError> {
