@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::extract::{AuthedIdentity, Query, SessionPath};
 use super::model::ErrorResponse;
 use super::response::Success;
-use crate::realtime::{Inbound, Outbound, Peer, Transport};
+use crate::realtime::{Connection, Inbound, Outbound, Peer, Transport};
 use crate::wire::stream::{ClientMessage, ServerMessage};
 use axum::Router;
 use axum::extract::State;
@@ -83,10 +83,12 @@ pub async fn open_websocket(
     let upgrade =
         upgrade.map_err(|rej| ApiError::field("Upgrade", format!("a WebSocket handshake is required ({rej})")))?;
     let peer = redeem(&state, &query).await?;
-    Ok(upgrade.on_upgrade(move |socket| serve_socket(state, peer, socket)).into_response())
+    // Admitted before the handshake completes: an agent is online once its client sees the stream open.
+    let conn = state.realtime().open(peer).await;
+    Ok(upgrade.on_upgrade(move |socket| serve_socket(conn, socket)).into_response())
 }
 
-async fn serve_socket(state: AppState, peer: Peer, socket: WebSocket) {
+async fn serve_socket(conn: Connection, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let inbound = stream
         .take_while(|msg| future::ready(matches!(msg, Ok(m) if !matches!(m, Message::Close(_)))))
@@ -108,7 +110,7 @@ async fn serve_socket(state: AppState, peer: Peer, socket: WebSocket) {
             Outbound::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
         }))
     });
-    state.realtime().serve(peer, Transport::WebSocket, Box::pin(inbound), Box::pin(outbound)).await;
+    conn.serve(Transport::WebSocket, Box::pin(inbound), Box::pin(outbound)).await;
 }
 
 fn frame_json(frame: &ServerMessage) -> String {
@@ -136,12 +138,9 @@ pub async fn open_event_stream(
     let (tx, rx) = futures_channel::mpsc::channel::<Outbound>(state.realtime().settings().queue);
     let outbound = tx.sink_map_err(|_| ());
     let inbound = Box::pin(futures_util::stream::pending());
-    let rt = state.realtime().clone();
+    let conn = state.realtime().open(peer).await;
     // The stream outlives this handler; it keeps the request's span for its logs.
-    tokio::spawn(
-        async move { rt.serve(peer, Transport::EventStream(session, start), inbound, outbound).await }
-            .in_current_span(),
-    );
+    tokio::spawn(conn.serve(Transport::EventStream(session, start), inbound, outbound).in_current_span());
     let events = rx.map(|out| {
         Ok::<_, Infallible>(match out {
             Outbound::Frame(frame) => {

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// Replay reads this many events at a time.
 const REPLAY_PAGE: u32 = 100;
+/// Longest a new stream waits for its agent's presence to be recorded.
+const PRESENCE_WAIT: Duration = Duration::from_secs(3);
 /// A failed read of a session's events is retried after this long.
 const RETRY_READ: Duration = Duration::from_secs(1);
 
@@ -99,8 +101,13 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // Presence changes go through one queue, in order, so a reconnect's
         // "online" cannot be overtaken by the old stream's "offline".
-        self.rt.presence_changed(self.rt.hub.disconnect(self.id));
+        drop(self.rt.presence_changed(self.rt.hub.disconnect(self.id)));
     }
+}
+
+/// The answer to a request about a session this connection does not follow.
+fn not_subscribed(session: SessionId) -> ServerMessage {
+    ServerMessage::error("not_subscribed", "not subscribed to this session", Some(session.to_string()))
 }
 
 /// The error frame for a failed client request: the one place a service
@@ -125,19 +132,52 @@ fn error_frame(err: Error, session: Option<SessionId>) -> ServerMessage {
     }
 }
 
-/// Runs a connection until the client leaves, the server shuts down, the
-/// token expires or the client falls too far behind.
-pub(super) async fn run<I, O>(rt: Arc<Realtime>, peer: Peer, transport: Transport, mut inbound: I, out: O)
+/// A stream admitted to this node: registered in the hub, and for an agent,
+/// online before the handshake completes (so a session can be assigned to
+/// it as soon as the client sees its stream open). Dropping it unregisters.
+pub struct Connection {
+    rt: Arc<Realtime>,
+    peer: Peer,
+    scope: Option<AgentScope>,
+    id: ConnId,
+    inlet: super::hub::Inlet,
+    registration: Registration,
+}
+
+impl Realtime {
+    /// Admits a stream: registers it, and records an agent's presence now
+    /// if this is its first stream on the node.
+    pub async fn open(self: &Arc<Self>, peer: Peer) -> Connection {
+        let scope = self.chat.agent_scope(&peer.identity);
+        let agent = scope.clone().map(|s| (peer.identity.user_id, s));
+        let (id, inlet, change) = self.hub.connect(agent);
+        let registration = Registration { rt: self.clone(), id };
+        // Applied by the presence task in order with every other change, and
+        // waited for; bounded, since a stream must not wait on a stuck database.
+        let applied = self.presence_changed(change);
+        let _ = tokio::time::timeout(PRESENCE_WAIT, applied).await;
+        Connection { rt: self.clone(), peer, scope, id, inlet, registration }
+    }
+}
+
+impl Connection {
+    /// Runs the stream until the client leaves, the server shuts down, the
+    /// token expires or the client falls too far behind.
+    pub async fn serve<I, O>(self, transport: Transport, inbound: I, out: O)
+    where
+        I: Stream<Item = Inbound> + Unpin + Send,
+        O: Sink<Outbound> + Unpin + Send,
+    {
+        run(self, transport, inbound, out).await;
+    }
+}
+
+async fn run<I, O>(conn: Connection, transport: Transport, mut inbound: I, out: O)
 where
     I: Stream<Item = Inbound> + Unpin + Send,
     O: Sink<Outbound> + Unpin + Send,
 {
-    let scope = rt.chat.agent_scope(&peer.identity);
-    let agent = scope.clone().map(|s| (peer.identity.user_id, s));
-    let (id, mut inlet, change) = rt.hub.connect(agent);
-    let _registration = Registration { rt: rt.clone(), id };
-    rt.presence_changed(change);
-
+    let Connection { rt, peer, scope, id, mut inlet, registration: _registration } = conn;
     let mut shutdown = rt.shutdown.clone();
     let expires_in = u64::try_from(peer.identity.expires_at - Timestamp::now().unix_seconds()).unwrap_or(0);
     let token_expiry = tokio::time::sleep(Duration::from_secs(expires_in.min(365 * 86_400)));
@@ -255,7 +295,8 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 }
             }
             ClientMessage::Unsubscribe { session_id, tenant_id } => match self.target(&session_id, tenant_id) {
-                Ok((t, s)) => self.end_sub(t, s, "requested").await,
+                Ok((t, s)) if self.subs.contains_key(&(t, s)) => self.end_sub(t, s, "requested").await,
+                Ok((_, s)) => self.send(not_subscribed(s)).await,
                 Err(err) => self.fail(err, None).await,
             },
             ClientMessage::WatchInbox => {
@@ -273,9 +314,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 };
                 let interval = self.rt.settings.typing_interval;
                 let Some(sub) = self.subs.get_mut(&(t, s)) else {
-                    let frame =
-                        ServerMessage::error("not_subscribed", "subscribe to the session first", Some(s.to_string()));
-                    return self.send(frame).await;
+                    return self.send(not_subscribed(s)).await;
                 };
                 // Rate limit: extra typing notices within the interval are dropped.
                 if sub.last_typing.is_some_and(|at| at.elapsed() < interval) {

@@ -8,15 +8,17 @@ pub mod conn;
 pub mod hub;
 mod presence;
 
-pub use conn::{Inbound, Outbound, Peer, Transport};
+pub use conn::{Connection, Inbound, Outbound, Peer, Transport};
 
 use crate::domain::event::Notice;
 use crate::service::Livechat;
-use futures_util::{Sink, Stream};
 use hub::{AgentStreams, Hub};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+/// A change of agent streams and who waits for it to be recorded.
+type PresenceChange = (AgentStreams, oneshot::Sender<()>);
 
 /// Tunables of the streams.
 #[derive(Debug, Clone, Copy)]
@@ -54,9 +56,10 @@ pub struct Realtime {
     node: String,
     /// Becomes `true` when the server shuts down: streams close with 1001.
     shutdown: watch::Receiver<bool>,
-    /// Agents' first / last streams on this node, applied in order by the presence task.
-    presence_tx: mpsc::UnboundedSender<AgentStreams>,
-    presence_rx: Mutex<Option<mpsc::UnboundedReceiver<AgentStreams>>>,
+    /// Agents' first / last streams on this node, applied in order by the
+    /// presence task, which answers on the oneshot once a change is recorded.
+    presence_tx: mpsc::UnboundedSender<PresenceChange>,
+    presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceChange>>>,
 }
 
 impl Realtime {
@@ -91,22 +94,15 @@ impl Realtime {
         stopped(&mut self.shutdown.clone()).await;
     }
 
-    /// Runs one stream until the client leaves, the server shuts down, the
-    /// token expires or the client falls too far behind.
-    pub async fn serve<I, O>(self: &Arc<Self>, peer: Peer, transport: Transport, inbound: I, out: O)
-    where
-        I: Stream<Item = Inbound> + Unpin + Send,
-        O: Sink<Outbound> + Unpin + Send,
-    {
-        conn::run(self.clone(), peer, transport, inbound, out).await;
-    }
-
-    /// Queues a change of this node's agent streams for the presence task.
-    fn presence_changed(&self, change: AgentStreams) {
+    /// Queues a change of this node's agent streams for the presence task;
+    /// the receiver resolves once it is recorded (or the task has ended).
+    fn presence_changed(&self, change: AgentStreams) -> oneshot::Receiver<()> {
+        let (done, applied) = oneshot::channel();
         if change != AgentStreams::Unchanged {
             // Only fails once the presence task has ended (shutdown), when it no longer matters.
-            let _ = self.presence_tx.send(change);
+            let _ = self.presence_tx.send((change, done));
         }
+        applied
     }
 }
 

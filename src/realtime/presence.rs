@@ -27,14 +27,15 @@ async fn apply(rt: &Realtime, change: AgentStreams) {
 
 /// The presence task: applies stream changes in order and, every third of
 /// the presence period, refreshes this node's agents and runs the upkeep.
-pub async fn maintain(rt: Arc<Realtime>, mut changes: mpsc::UnboundedReceiver<AgentStreams>) {
+pub async fn maintain(rt: Arc<Realtime>, mut changes: mpsc::UnboundedReceiver<super::PresenceChange>) {
     let period = (rt.chat.limits().presence_ttl / 3).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(period);
     let mut shutdown = rt.shutdown.clone();
     loop {
         tokio::select! {
-            Some(change) = changes.recv() => {
+            Some((change, done)) = changes.recv() => {
                 apply(&rt, change).await;
+                let _ = done.send(());
                 continue;
             }
             _ = tick.tick() => {}

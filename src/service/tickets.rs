@@ -24,6 +24,11 @@ fn hash_ticket(secret: &str) -> String {
 impl Livechat {
     /// Issues a single-use ticket that authorises one stream as `identity`.
     pub async fn issue_ticket(&self, caller: &Caller, identity: &Identity) -> Result<IssuedTicket, Error> {
+        // The token may still pass within the clock-skew leeway, but a stream
+        // ends when it expires: a ticket for an expired token opens nothing.
+        if identity.expires_at <= Timestamp::now().unix_seconds() {
+            return Err(Error::Unauthorized);
+        }
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let ticket = format!("{}.{secret}", caller.tenant_id);
         let expires_at = Timestamp::now().plus(self.limits().ticket_ttl);
