@@ -157,6 +157,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             max_message_chars: usize::try_from(args.max_message_chars).context("--max-message-chars is too large")?,
             presence_ttl: args.presence_ttl,
             ticket_ttl: args.ticket_ttl,
+            request_timeout: args.request_timeout,
         },
         realtime: args.realtime()?,
         rate_limit: (args.rate_limit_per_minute, args.rate_limit_burst),

@@ -179,6 +179,10 @@ pub struct ServeArgs {
     /// Longest accepted message, in characters.
     #[arg(long, env = "LIVECHAT_MAX_MESSAGE_CHARS", default_value_t = DEFAULT_MAX_MESSAGE_CHARS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_message_chars: u64,
+    /// Every request is answered within this; a write whose commit cannot be
+    /// confirmed in time is answered 504 `outcome_unknown` with its id.
+    #[arg(long, env = "LIVECHAT_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "LIVECHAT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,

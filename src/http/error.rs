@@ -48,6 +48,8 @@ impl ApiError {
                 Error::AlreadyAssigned(_) => (StatusCode::CONFLICT, "session_already_assigned"),
                 Error::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
                 Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+                // Not a 503: retrying blindly could store it twice.
+                Error::OutcomeUnknown(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
                 Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             },
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -64,6 +66,7 @@ impl ApiError {
             Self::Service(Error::Validation(fields)) => Some(fields.clone()),
             Self::Service(Error::SessionAlreadyActive(id)) => one("session_id", id.to_string()),
             Self::Service(Error::AgentOffline) => one("agent_id", "agent is offline".to_owned()),
+            Self::Service(Error::OutcomeUnknown(subject)) => one(subject.field, subject.id.clone()),
             Self::Service(Error::IdempotencyKeyReused) => {
                 one("Idempotency-Key", "was already used with a different body".to_owned())
             }
@@ -78,6 +81,9 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Service(Error::Internal(cause)) => tracing::error!(error = ?cause, "request failed"),
             Self::Service(Error::Unavailable(cause)) => tracing::warn!(error = %cause, "storage unavailable"),
+            Self::Service(Error::OutcomeUnknown(subject)) => {
+                tracing::error!(field = subject.field, id = %subject.id, "commit outcome unknown at the deadline");
+            }
             _ => {}
         }
         let body = ErrorResponse {

@@ -5,6 +5,7 @@
 
 mod agents;
 mod body;
+mod deadline;
 pub mod error;
 pub mod extract;
 mod health;
@@ -80,6 +81,7 @@ fn api() -> Router<AppState> {
 
 /// The whole application router.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let request_timeout = state.chat().limits().request_timeout;
     let api = api();
     let mut app = Router::new().merge(health::router());
     for prefix in PREFIXES {
@@ -87,6 +89,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |req, next| deadline::limit(request_timeout, req, next)))
         .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, req, next)))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(request_id::scope))

@@ -38,6 +38,10 @@ impl Modify for Bearer {
 /// Statuses any authenticated route can answer with, added to each of them.
 struct EveryRoute;
 
+/// The operations whose writes may end `outcome_unknown` (504).
+const SETTLED_WRITES: [&str; 6] =
+    ["create_session", "close_session", "claim_session", "transfer_session", "send_message", "mark_read"];
+
 impl Modify for EveryRoute {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -59,6 +63,18 @@ impl Modify for EveryRoute {
                 });
                 responses.entry("503".to_owned()).or_insert_with(|| {
                     error("`storage_unavailable`: retry later (`Retry-After`); nothing was written").into()
+                });
+            }
+            // Writes that settle their commit within the request's deadline (`service::write`).
+            let writes = [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten();
+            for op in writes.filter(|op| op.operation_id.as_deref().is_some_and(|id| SETTLED_WRITES.contains(&id))) {
+                op.responses.responses.entry("504".to_owned()).or_insert_with(|| {
+                    error(
+                        "`outcome_unknown`: the write's commit could not be confirmed before the deadline; it may or \
+                         may not be stored. `errors` names its id (`message_id` or `session_id`): look for it before \
+                         writing again, or repeat a send with the same `Idempotency-Key`",
+                    )
+                    .into()
                 });
             }
         }

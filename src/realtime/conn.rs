@@ -125,6 +125,14 @@ fn error_frame(err: Error, session: Option<SessionId>) -> ServerMessage {
             tracing::warn!(error = %cause, "stream: storage unavailable");
             ServerMessage::error("storage_unavailable", "storage unavailable; retry", session_id)
         }
+        Error::OutcomeUnknown(subject) => {
+            tracing::error!(field = subject.field, id = %subject.id, "stream: commit outcome unknown");
+            ServerMessage::error(
+                "outcome_unknown",
+                format!("{} {} may or may not be stored", subject.field, subject.id),
+                session_id,
+            )
+        }
         other => {
             tracing::error!(error = ?other, "stream request failed");
             ServerMessage::error("internal_error", "internal error", session_id)

@@ -20,11 +20,13 @@ mod reads;
 mod sessions;
 mod streams;
 mod tickets;
+mod write;
 
 pub use error::{Error, FieldErrors, Problems};
 pub use inbox::{InboxItem, parse_inbox_cursor};
 pub use streams::Subscription;
 pub use tickets::IssuedTicket;
+pub use write::{Subject, within};
 
 use crate::domain::access::{AccessPolicy, AgentScope, Caller, Identity};
 use crate::domain::ids::TenantId;
@@ -42,6 +44,8 @@ pub struct Limits {
     pub presence_ttl: Duration,
     /// How long a stream ticket may wait before it is used.
     pub ticket_ttl: Duration,
+    /// Every request is answered within this (writes included: see `write`).
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +54,7 @@ impl Default for Limits {
             max_message_chars: crate::domain::message::DEFAULT_MAX_MESSAGE_CHARS,
             presence_ttl: Duration::from_secs(15),
             ticket_ttl: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -73,18 +78,6 @@ pub struct PageRequest<C> {
     pub direction: Direction,
     /// The id of an item of the same list.
     pub cursor: Option<C>,
-}
-
-/// Runs a write to completion even if the request that asked for it goes
-/// away meanwhile, so its commit and its notice are never separated.
-async fn detached<T: Send + 'static>(
-    write: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-) -> Result<T, Error> {
-    use tracing::Instrument;
-    match tokio::spawn(write.in_current_span()).await {
-        Ok(result) => result.map_err(Error::from),
-        Err(err) => Err(Error::Internal(anyhow::anyhow!("write task failed: {err}"))),
-    }
 }
 
 /// Reads one page: the main scan, then (when the answer is not already

@@ -13,6 +13,7 @@
 //! fail-fast [`breaker`] sits, so it covers every trait below.
 
 mod breaker;
+pub mod commit_gate;
 mod migrations;
 mod postgres;
 mod sql;
@@ -101,6 +102,10 @@ pub trait MessageStore: Send + Sync {
     /// [`StoreError::IdempotencyKeyReused`]. A missing or CLOSED session is
     /// [`StoreError::SessionNotOpen`].
     async fn append_message(&self, new: &NewMessage) -> Result<Appended, StoreError>;
+
+    /// One message of this session.
+    async fn message(&self, tenant: TenantId, session: SessionId, id: MessageId)
+    -> Result<Option<Message>, StoreError>;
 
     /// The sequence number of a message of this session, to resolve a cursor.
     async fn message_seq(&self, tenant: TenantId, session: SessionId, id: MessageId)
@@ -207,6 +212,10 @@ pub trait Store: SessionStore + MessageStore + ReadMarkStore + PresenceStore + T
     /// Answers when the database can serve a query.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// What became of a transaction whose COMMIT was sent but not answered
+    /// ([`StoreError::CommitUnknown`]).
+    async fn commit_outcome(&self, transaction: i64) -> Result<CommitOutcome, StoreError>;
+
     /// Stops background work and closes the connection pools (at shutdown).
     async fn shutdown(&self);
 }
@@ -251,9 +260,34 @@ pub enum StoreError {
     /// other requests fail fast for a moment (see the breaker).
     #[error("storage unreachable: {0}")]
     Unreachable(#[source] anyhow::Error),
+    /// The write was called off at its deadline, before COMMIT: nothing stored.
+    #[error("write called off before commit")]
+    CalledOff,
+    /// COMMIT was sent and the connection failed before its answer: the
+    /// transaction may or may not have committed; ask with
+    /// [`Store::commit_outcome`].
+    #[error("commit outcome unknown (transaction {transaction}): {cause}")]
+    CommitUnknown {
+        /// The database's id of the transaction.
+        transaction: i64,
+        /// What broke.
+        #[source]
+        cause: anyhow::Error,
+    },
     /// Anything else: a bug or corrupted data.
     #[error("storage failure: {0}")]
     Internal(#[source] sqlx::Error),
+}
+
+/// What became of a transaction, as the database tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// It committed: its changes are stored.
+    Committed,
+    /// It rolled back (or never committed): nothing of it is stored.
+    RolledBack,
+    /// It is still committing: ask again.
+    InProgress,
 }
 
 /// A database URL whose password never prints.

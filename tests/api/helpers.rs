@@ -249,6 +249,8 @@ pub struct TestOptions {
     pub rate_limit: (u32, u32),
     /// Clock skew allowed on `exp` / `nbf`, in seconds.
     pub leeway_secs: u64,
+    /// Every request's deadline.
+    pub request_timeout: Duration,
 }
 
 impl Default for TestOptions {
@@ -262,6 +264,7 @@ impl Default for TestOptions {
             // The suite makes thousands of requests as few users: no limit unless a test sets one.
             rate_limit: (0, 1),
             leeway_secs: 0,
+            request_timeout: Duration::from_secs(10),
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -307,6 +310,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
             max_message_chars: 4_000,
             presence_ttl: options.presence_ttl,
             ticket_ttl: Duration::from_secs(30),
+            request_timeout: options.request_timeout,
         },
         realtime: options.realtime,
         rate_limit: options.rate_limit,
@@ -321,7 +325,13 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Self {
         let db = TestDb::create(backend).await;
-        let app = Application::build(settings(db.url(), &options)).await.expect("server builds");
+        let url = db.url().to_owned();
+        Self::spawn_on(db, &url, options).await
+    }
+
+    /// A server on `db`, reached through `url` (for example a proxy in front of it).
+    pub async fn spawn_on(db: TestDb, url: &str, options: TestOptions) -> Self {
+        let app = Application::build(settings(url, &options)).await.expect("server builds");
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {

@@ -18,7 +18,7 @@ mod sessions;
 mod tickets;
 
 use super::breaker::Breaker;
-use super::{Store, StoreError};
+use super::{CommitOutcome, Store, StoreError};
 use crate::domain::event::{Notice, SessionChange};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Message, SearchTerm};
@@ -67,6 +67,21 @@ pub trait Dialect: Exec + Database<Row: Record> {
     /// How to ask for a query plan: the statement prefix, settings for the
     /// same transaction, and the column holding the plan's lines.
     const EXPLAIN: Explain;
+
+    /// On engines where a COMMIT can be sent and its answer lost (a server
+    /// across a network): the statement that names the current transaction
+    /// (column `xid`), and the function that tells what became of one.
+    /// `None` for a local file, whose COMMIT either succeeds or fails and
+    /// rolls back, never in between.
+    const TRANSACTION_IDS: Option<TransactionIds>;
+}
+
+/// How an engine names transactions and reports their outcome.
+pub struct TransactionIds {
+    /// Returns the current transaction's id as `xid`.
+    pub current: &'static str,
+    /// A function of that id returning `committed`, `aborted` or `in progress`.
+    pub status_function: &'static str,
 }
 
 /// Constraints whose violation means something to the caller.
@@ -171,6 +186,8 @@ pub trait Record {
     fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
     /// Text.
     fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    /// Nullable text.
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
     /// A UUID.
     fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error>;
 }
@@ -190,6 +207,9 @@ where
         self.try_get(column)
     }
     fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
         self.try_get(column)
     }
     fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error> {
@@ -455,6 +475,23 @@ impl<DB: Dialect> Store for SqlStore<DB> {
         self.read_one(&QueryBuilder::new("SELECT 1")).await.map(drop)
     }
 
+    async fn commit_outcome(&self, transaction: i64) -> Result<CommitOutcome, StoreError> {
+        let Some(ids) = &DB::TRANSACTION_IDS else {
+            // Never asked: a local commit is never in doubt.
+            return Ok(CommitOutcome::RolledBack);
+        };
+        let mut qb = QueryBuilder::<DB>::new("SELECT CAST(");
+        qb.push(ids.status_function).push("(").push_bind(transaction).push(") AS TEXT) AS status");
+        let row = self.read_one(&qb).await?.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?;
+        let status: Option<String> = row.opt_text("status").map_err(StoreError::Internal)?;
+        match status.as_deref() {
+            Some("committed") => Ok(CommitOutcome::Committed),
+            Some("aborted") => Ok(CommitOutcome::RolledBack),
+            Some("in progress") => Ok(CommitOutcome::InProgress),
+            _ => Err(StoreError::Internal(corrupt("transaction status"))),
+        }
+    }
+
     async fn shutdown(&self) {
         for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             task.abort();
@@ -556,7 +593,33 @@ impl<DB: Dialect> SqlStore<DB> {
                 self.tx_run(&mut tx, &qb).await?;
             }
         }
-        tx.commit().await.map_err(|e| self.db.fail(e))?;
+        let transaction = match &DB::TRANSACTION_IDS {
+            Some(ids) => {
+                let row = self.tx_one(&mut tx, &QueryBuilder::new(ids.current)).await?;
+                Some(
+                    row.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?
+                        .int("xid")
+                        .map_err(StoreError::Internal)?,
+                )
+            }
+            None => None,
+        };
+        if !super::commit_gate::pass() {
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::CalledOff);
+        }
+        if let Err(err) = tx.commit().await {
+            // The database refusing the commit is an answer; a broken
+            // connection is not: the commit may have happened.
+            let answered = matches!(err, sqlx::Error::Database(_));
+            let err = self.db.fail(err);
+            return Err(match (transaction, answered) {
+                (Some(transaction), false) => {
+                    StoreError::CommitUnknown { transaction, cause: anyhow::anyhow!("{err}") }
+                }
+                _ => err,
+            });
+        }
         if DB::NOTIFY_CHANNEL.is_none() {
             for notice in notices {
                 // No receiver yet is fine: nobody is listening.
