@@ -4,6 +4,7 @@
 use crate::auth::{AuthConfig, Verifier};
 use crate::domain::access::AccessPolicy;
 use crate::http::rate_limit::RateLimit;
+use crate::http::server::{self, ConnectionLimits};
 use crate::http::{AppState, router};
 use crate::realtime::{self, Realtime, RealtimeSettings};
 use crate::service::{Limits, Livechat};
@@ -36,6 +37,8 @@ pub struct Settings {
     pub rate_limit: (u32, u32),
     /// Drain time at shutdown.
     pub shutdown_timeout: Duration,
+    /// Header and idle timeouts, and the connection cap (0: from the descriptor limit).
+    pub connections: ConnectionLimits,
 }
 
 /// A bound, ready-to-run server.
@@ -46,6 +49,7 @@ pub struct Application {
     stop_streams: watch::Sender<bool>,
     max_body_bytes: usize,
     shutdown_timeout: Duration,
+    connections: ConnectionLimits,
 }
 
 impl Application {
@@ -66,6 +70,7 @@ impl Application {
             stop_streams,
             max_body_bytes: settings.max_body_bytes,
             shutdown_timeout: settings.shutdown_timeout,
+            connections: connection_limits(settings.connections, settings.store.max_connections),
         })
     }
 
@@ -82,21 +87,23 @@ impl Application {
         let state = self.state.clone();
         let mut background = realtime::start(state.realtime());
         background.push(tokio::spawn(prune_rate_limits(state.clone())));
-        let app = router(self.state, self.max_body_bytes);
+        let app = router(self.state, self.max_body_bytes, self.connections.header_timeout);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
         // One deadline for the whole drain, counted from the signal.
         let signalled = std::sync::Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
         let mark = signalled.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing streams, finishing in-flight requests");
-            let _ = mark.set(tokio::time::Instant::now());
-            let _ = stop_streams.send(true);
-        });
+        let streams = state.clone();
+        let server =
+            server::serve(self.listener, app, self.connections, move || streams.realtime().connections(), async move {
+                shutdown.await;
+                tracing::info!("shutting down: closing streams, finishing in-flight requests");
+                let _ = mark.set(tokio::time::Instant::now());
+                let _ = stop_streams.send(true);
+            });
         let drain = self.shutdown_timeout;
         let result = tokio::select! {
-            r = server => r.context("server failed"),
+            () = server => Ok(()),
             () = async move {
                 let _ = stopped.wait_for(|s: &bool| *s).await;
                 tokio::time::sleep(drain).await;
@@ -129,6 +136,26 @@ impl Application {
         }
         result
     }
+}
+
+/// The connection limits to run with: a cap of 0 means "as many as the
+/// descriptor limit allows", keeping some back for the database, logs and files.
+fn connection_limits(mut limits: ConnectionLimits, db_connections: u32) -> ConnectionLimits {
+    let descriptors = server::raise_descriptor_limit();
+    let reserve = 64 + 2 * u64::from(db_connections);
+    let most = usize::try_from(descriptors.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX);
+    if limits.max_connections == 0 || limits.max_connections > most {
+        if limits.max_connections > most {
+            tracing::warn!(
+                asked = limits.max_connections,
+                most,
+                descriptors,
+                "connection cap lowered to fit the descriptor limit"
+            );
+        }
+        limits.max_connections = most;
+    }
+    limits
 }
 
 /// Forgets idle users' rate-limit state every minute, until shutdown.

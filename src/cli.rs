@@ -162,6 +162,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         realtime: args.realtime()?,
         rate_limit: (args.rate_limit_per_minute, args.rate_limit_burst),
         shutdown_timeout: args.shutdown_timeout,
+        connections: args.connections()?,
     };
     let backend = settings.store.url.backend();
     let app = Application::build(settings).await?;

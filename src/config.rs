@@ -183,6 +183,18 @@ pub struct ServeArgs {
     /// confirmed in time is answered 504 `outcome_unknown` with its id.
     #[arg(long, env = "LIVECHAT_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
+    /// A request head (and then its body) must arrive within this; a connection
+    /// that sends half a head is closed, a slow body is answered 408.
+    #[arg(long, env = "LIVECHAT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[arg(long, env = "LIVECHAT_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Open connections (streams included) above which new ones get 503 and
+    /// are closed; 0: as many as the open-file limit allows (raised to its
+    /// hard limit at start-up).
+    #[arg(long, env = "LIVECHAT_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "LIVECHAT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
@@ -219,6 +231,18 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Connection limits, checked.
+    pub fn connections(&self) -> anyhow::Result<crate::http::server::ConnectionLimits> {
+        if self.header_timeout.is_zero() || self.idle_timeout.is_zero() || self.request_timeout.is_zero() {
+            bail!("--header-timeout, --idle-timeout and --request-timeout must be greater than zero");
+        }
+        Ok(crate::http::server::ConnectionLimits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        })
+    }
+
     /// Stream tunables, checked for consistency.
     pub fn realtime(&self) -> anyhow::Result<crate::realtime::RealtimeSettings> {
         for (name, value) in [

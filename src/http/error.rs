@@ -27,6 +27,12 @@ pub enum ApiError {
     /// 429: too many requests; retry after this many seconds.
     #[error("rate limited")]
     RateLimited(u64),
+    /// 503: the server is at its connection cap.
+    #[error("server busy")]
+    Busy,
+    /// 408: the request's body did not arrive in time.
+    #[error("request timeout")]
+    RequestTimeout,
 }
 
 impl ApiError {
@@ -56,6 +62,8 @@ impl ApiError {
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
         }
     }
 
@@ -104,7 +112,7 @@ impl IntoResponse for ApiError {
             Self::Service(Error::Unauthorized) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Service(Error::Unavailable(_)) => {
+            Self::Service(Error::Unavailable(_)) | Self::Busy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

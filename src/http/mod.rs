@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod rate_limit;
 mod request_id;
 pub mod response;
+pub mod server;
 mod sessions;
 mod streams;
 
@@ -80,7 +81,7 @@ fn api() -> Router<AppState> {
 }
 
 /// The whole application router.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, body_timeout: std::time::Duration) -> Router {
     let request_timeout = state.chat().limits().request_timeout;
     let api = api();
     let mut app = Router::new().merge(health::router());
@@ -90,7 +91,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(move |req, next| deadline::limit(request_timeout, req, next)))
-        .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, body_timeout, req, next)))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(request_id::scope))
         .with_state(state)

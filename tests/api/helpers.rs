@@ -251,6 +251,8 @@ pub struct TestOptions {
     pub leeway_secs: u64,
     /// Every request's deadline.
     pub request_timeout: Duration,
+    /// Header and idle timeouts, connection cap.
+    pub connections: livechat::http::server::ConnectionLimits,
 }
 
 impl Default for TestOptions {
@@ -265,6 +267,11 @@ impl Default for TestOptions {
             rate_limit: (0, 1),
             leeway_secs: 0,
             request_timeout: Duration::from_secs(10),
+            connections: livechat::http::server::ConnectionLimits {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 0,
+            },
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -315,6 +322,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         realtime: options.realtime,
         rate_limit: options.rate_limit,
         shutdown_timeout: Duration::from_secs(5),
+        connections: options.connections,
     }
 }
 

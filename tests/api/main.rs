@@ -11,6 +11,7 @@ mod auth;
 mod bench;
 mod cli;
 mod cluster;
+mod connections;
 mod envelope;
 mod faults;
 mod messages;
