@@ -36,6 +36,8 @@ pub struct Settings {
     pub rate_limit: (u32, u32),
     /// Drain time at shutdown.
     pub shutdown_timeout: Duration,
+    /// Serve the web UI at `/`.
+    pub ui: bool,
 }
 
 /// A bound, ready-to-run server.
@@ -46,6 +48,7 @@ pub struct Application {
     stop_streams: watch::Sender<bool>,
     max_body_bytes: usize,
     shutdown_timeout: Duration,
+    ui: bool,
 }
 
 impl Application {
@@ -71,6 +74,7 @@ impl Application {
             stop_streams,
             max_body_bytes: settings.max_body_bytes,
             shutdown_timeout: settings.shutdown_timeout,
+            ui: settings.ui,
         })
     }
 
@@ -87,7 +91,7 @@ impl Application {
         let state = self.state.clone();
         let mut background = realtime::start(&state);
         background.push(tokio::spawn(prune_rate_limits(state.clone())));
-        let app = router(self.state, self.max_body_bytes);
+        let app = router(self.state, self.max_body_bytes, self.ui);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
         // One deadline for the whole drain, counted from the signal.

@@ -10,6 +10,7 @@ pub mod rate_limit;
 mod request_id;
 pub mod response;
 mod sessions;
+pub mod ui;
 
 use crate::auth::Verifier;
 use crate::domain::access::AccessPolicy;
@@ -86,12 +87,15 @@ fn api() -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-/// The whole application router.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The whole application router; `ui` adds the web UI at `/`.
+pub fn router(state: AppState, max_body_bytes: usize, ui: bool) -> Router {
     let api = api();
     let mut app = Router::new().merge(health::router());
     for prefix in PREFIXES {
         app = app.nest(prefix, api.clone());
+    }
+    if ui {
+        app = app.merge(ui::router());
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

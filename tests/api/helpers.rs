@@ -308,6 +308,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         realtime: options.realtime,
         rate_limit: options.rate_limit,
         shutdown_timeout: Duration::from_secs(5),
+        ui: false,
     }
 }
 
