@@ -268,7 +268,7 @@ async function scenario(browser) {
   await agent.locator(".search summary").click();
   await agent.getByLabel("Term").fill("riwayat 1");
   await agent.getByLabel("Sender id").fill("100");
-  await agent.locator(".search-form").getByRole("button", { name: "Search" }).click();
+  await agent.locator(".search-form").getByRole("button", { name: "Search", exact: true }).click();
   await until("11 search results", async () => (await text(agent, ".search-summary")) === "11 results");
   await agent.getByRole("button", { name: "Close search" }).click();
 
@@ -338,6 +338,8 @@ async function scenario(browser) {
   await agent.getByLabel("Write a message").fill("Sudah tersambung lagi");
   await agent.getByLabel("Write a message").press("Enter");
   await showsOnce(user, "user", "Sudah tersambung lagi");
+  const gap = await user.locator(".scroller").evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+  if (gap > 60) fail(`the user's view stopped following the conversation (${gap}px above the newest message)`);
 
   step("every message is on both screens exactly once, in the server's order");
   const truth = await serverMessages(sessionId);

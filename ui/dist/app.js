@@ -379,7 +379,7 @@ function connectionBadge(rt) {
   return badge;
 }
 function languagePicker(onChange) {
-  const names = { id: "Bahasa Indonesia", en: "English" };
+  const names = { id: "Indonesia", en: "English" };
   const select = h(
     "select",
     {
@@ -454,6 +454,14 @@ var Conversation = class {
       },
       { root: this.root.querySelector(".scroller"), rootMargin: "120px 0px 0px 0px" }
     );
+    const scroller = this.scroller();
+    scroller.addEventListener("scroll", () => {
+      this.stickToBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+    });
+    this.resize = new ResizeObserver(() => {
+      if (this.stickToBottom) scroller.scrollTop = scroller.scrollHeight;
+    });
+    this.resize.observe(scroller);
     this.unlisten = this.rt.onFrame((frame) => this.onFrame(frame));
     document.addEventListener("visibilitychange", this.onVisible);
     this.applySession();
@@ -484,6 +492,8 @@ var Conversation = class {
   sendButton;
   searchPanel;
   observer;
+  resize;
+  stickToBottom = true;
   unlisten;
   onVisible = () => this.markRead();
   /** Loads the newest page, then subscribes from the newest message it holds. */
@@ -499,6 +509,7 @@ var Conversation = class {
   destroy(keepSubscription) {
     this.unlisten();
     this.observer.disconnect();
+    this.resize.disconnect();
     document.removeEventListener("visibilitychange", this.onVisible);
     if (!keepSubscription) this.rt.unsubscribe(this.session.id);
     for (const timer of this.typingTimers.values()) window.clearTimeout(timer);
@@ -668,13 +679,25 @@ var Conversation = class {
       live.add(p.localId);
     }
     for (const key of [...this.rendered.keys()]) if (!live.has(key)) this.rendered.delete(key);
-    this.list.replaceChildren(...nodes);
+    this.place(nodes);
     this.updateOlderButton();
     if (anchor === "bottom" || anchor === "append" && atBottom) {
       scroller.scrollTop = scroller.scrollHeight;
     } else if (anchor === "prepend") {
       scroller.scrollTop = scroller.scrollHeight - fromBottom;
     }
+  }
+  /**
+   * Puts `nodes` in the list with as few moves as possible: clearing and
+   * refilling it would drop the browser's scroll anchor and the focus.
+   */
+  place(nodes) {
+    const wanted = new Set(nodes);
+    for (const child of [...this.list.children]) if (!wanted.has(child)) child.remove();
+    nodes.forEach((node, i) => {
+      const at = this.list.children[i];
+      if (at !== node) this.list.insertBefore(node, at ?? null);
+    });
   }
   cached(key, sig, make) {
     const hit = this.rendered.get(key);

@@ -25,7 +25,7 @@ export function connectionBadge(rt: Realtime): HTMLElement {
 }
 
 export function languagePicker(onChange: () => void): HTMLElement {
-  const names: Record<Lang, string> = { id: "Bahasa Indonesia", en: "English" };
+  const names: Record<Lang, string> = { id: "Indonesia", en: "English" };
   const select = h(
     "select",
     {

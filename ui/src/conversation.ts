@@ -63,6 +63,8 @@ export class Conversation {
   private readonly sendButton: HTMLButtonElement;
   private readonly searchPanel: SearchPanel | null;
   private readonly observer: IntersectionObserver;
+  private readonly resize: ResizeObserver;
+  private stickToBottom = true;
   private readonly unlisten: () => void;
   private readonly onVisible = () => this.markRead();
 
@@ -111,6 +113,16 @@ export class Conversation {
       },
       { root: this.root.querySelector(".scroller"), rootMargin: "120px 0px 0px 0px" },
     );
+    // The viewer at the newest message stays there when the space changes
+    // (a phone keyboard opening, the closed notice appearing).
+    const scroller = this.scroller();
+    scroller.addEventListener("scroll", () => {
+      this.stickToBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+    });
+    this.resize = new ResizeObserver(() => {
+      if (this.stickToBottom) scroller.scrollTop = scroller.scrollHeight;
+    });
+    this.resize.observe(scroller);
     this.unlisten = this.rt.onFrame((frame) => this.onFrame(frame));
     document.addEventListener("visibilitychange", this.onVisible);
     this.applySession();
@@ -130,6 +142,7 @@ export class Conversation {
   destroy(keepSubscription: boolean): void {
     this.unlisten();
     this.observer.disconnect();
+    this.resize.disconnect();
     document.removeEventListener("visibilitychange", this.onVisible);
     if (!keepSubscription) this.rt.unsubscribe(this.session.id);
     for (const timer of this.typingTimers.values()) window.clearTimeout(timer);
@@ -318,13 +331,26 @@ export class Conversation {
       live.add(p.localId);
     }
     for (const key of [...this.rendered.keys()]) if (!live.has(key)) this.rendered.delete(key);
-    this.list.replaceChildren(...nodes);
+    this.place(nodes);
     this.updateOlderButton();
     if (anchor === "bottom" || (anchor === "append" && atBottom)) {
       scroller.scrollTop = scroller.scrollHeight;
     } else if (anchor === "prepend") {
       scroller.scrollTop = scroller.scrollHeight - fromBottom;
     }
+  }
+
+  /**
+   * Puts `nodes` in the list with as few moves as possible: clearing and
+   * refilling it would drop the browser's scroll anchor and the focus.
+   */
+  private place(nodes: HTMLLIElement[]): void {
+    const wanted = new Set<Node>(nodes);
+    for (const child of [...this.list.children]) if (!wanted.has(child)) child.remove();
+    nodes.forEach((node, i) => {
+      const at = this.list.children[i];
+      if (at !== node) this.list.insertBefore(node, at ?? null);
+    });
   }
 
   private cached(key: string, sig: string, make: () => HTMLLIElement): HTMLLIElement {
