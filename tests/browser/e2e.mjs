@@ -182,11 +182,7 @@ async function scenario(browser) {
   await user.getByRole("button", { name: "Mulai chat" }).click();
   await until("the queued status", async () => (await text(user, ".session-status")).includes("Menunggu agen"));
   await until("the user's live connection", async () => (await text(user, ".conn")) === "Terhubung");
-  const session = await user.evaluate(() => {
-    const raw = sessionStorage.getItem("livechat.token");
-    return raw ? "ok" : "no token";
-  });
-  if (session !== "ok") fail("the token is not kept in this tab");
+  if (!(await user.evaluate(() => sessionStorage.getItem("livechat.token")))) fail("the token is not kept in this tab");
   await user.getByLabel("Tulis pesan").fill("Halo, stok pupuk kami habis");
   await user.getByLabel("Tulis pesan").press("Enter");
   await showsOnce(user, "user", "Halo, stok pupuk kami habis");
@@ -372,6 +368,7 @@ main().then(
   () => process.exit(0),
   (err) => {
     console.error(`FAILED: ${err.stack ?? err}`);
+    if (problems.length) console.error(`seen in the pages:\n${problems.join("\n")}`);
     process.exit(1);
   },
 );
