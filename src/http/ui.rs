@@ -30,10 +30,8 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let mut router = Router::new().route("/", get(|headers: HeaderMap| async move { asset(INDEX, &headers) }));
     for name in Assets::iter() {
         let name = name.into_owned();
-        router = router.route(
-            &format!("/{name}"),
-            get(move |headers: HeaderMap| async move { asset(&name, &headers) }),
-        );
+        router =
+            router.route(&format!("/{name}"), get(move |headers: HeaderMap| async move { asset(&name, &headers) }));
     }
     router
 }

@@ -28,7 +28,8 @@ fn root() -> PathBuf {
 }
 
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("LIVECHAT_TEST_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let path =
+        std::env::var_os("LIVECHAT_TEST_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     assert!(
         path.exists(),
         "Chromium is required by the browser tests and is not at {}: install Debian's package \
