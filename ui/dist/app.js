@@ -1213,6 +1213,7 @@ var AgentConsole = class {
   root;
   rt;
   sessions = [];
+  followed = /* @__PURE__ */ new Set();
   selected = null;
   online = true;
   presenceTimer;
@@ -1260,7 +1261,15 @@ var AgentConsole = class {
       return;
     }
     const open = this.selected?.session.id;
-    for (const s of this.sessions) if (!this.rt.isSubscribed(s.id)) this.rt.subscribe(s.id, s.tenant_id);
+    const listed = new Set(this.sessions.map((s) => s.id));
+    for (const id2 of this.followed) {
+      if (!listed.has(id2) && id2 !== open) this.rt.unsubscribe(id2);
+      if (!listed.has(id2)) this.followed.delete(id2);
+    }
+    for (const s of this.sessions) {
+      if (!this.rt.isSubscribed(s.id)) this.rt.subscribe(s.id, s.tenant_id);
+      this.followed.add(s.id);
+    }
     this.renderInbox(open);
   }
   renderInbox(open) {

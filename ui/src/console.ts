@@ -21,6 +21,7 @@ export class AgentConsole {
   readonly root: HTMLElement;
   private readonly rt: Realtime;
   private sessions: Session[] = [];
+  private readonly followed = new Set<string>();
   private selected: Conversation | null = null;
   private online = true;
   private presenceTimer: number | undefined;
@@ -136,7 +137,16 @@ export class AgentConsole {
       return;
     }
     const open = this.selected?.session.id;
-    for (const s of this.sessions) if (!this.rt.isSubscribed(s.id)) this.rt.subscribe(s.id, s.tenant_id);
+    // Every inbox session is followed, for its messages (and so its unread count).
+    const listed = new Set(this.sessions.map((s) => s.id));
+    for (const id of this.followed) {
+      if (!listed.has(id) && id !== open) this.rt.unsubscribe(id);
+      if (!listed.has(id)) this.followed.delete(id);
+    }
+    for (const s of this.sessions) {
+      if (!this.rt.isSubscribed(s.id)) this.rt.subscribe(s.id, s.tenant_id);
+      this.followed.add(s.id);
+    }
     this.renderInbox(open);
   }
 
