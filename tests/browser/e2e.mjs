@@ -169,6 +169,17 @@ async function scenario(browser) {
     hasTouch: true,
   });
 
+  step("signing in by pasting a token");
+  const visitor = await newContext(browser, "visitor", { viewport: { width: 800, height: 600 }, locale: "id-ID" });
+  await visitor.goto(`${BASE}/`);
+  await visitor.getByLabel("Token akses").fill("bukan token");
+  await visitor.getByRole("button", { name: "Masuk" }).click();
+  await until("the unreadable-token message", async () => (await text(visitor, ".problem")).startsWith("Token tidak dapat dibaca"));
+  await visitor.getByLabel("Token akses").fill(USER_TOKEN);
+  await visitor.getByRole("button", { name: "Masuk" }).click();
+  await visitor.getByRole("button", { name: "Mulai chat" }).waitFor({ timeout: STEP_MS });
+  await visitor.context().close();
+
   // The UI's own responses carry the strict policy.
   const res = await user.goto(`${BASE}/#token=${USER_TOKEN}`);
   const csp = res.headers()["content-security-policy"] ?? "";
@@ -267,6 +278,14 @@ async function scenario(browser) {
   await agent.locator(".search-form").getByRole("button", { name: "Search", exact: true }).click();
   await until("11 search results", async () => (await text(agent, ".search-summary")) === "11 results");
   await agent.getByRole("button", { name: "Close search" }).click();
+
+  step("a transfer to an agent who is offline is refused, and said so");
+  await agent.getByRole("button", { name: "Transfer" }).click();
+  await agent.getByLabel("Target agent id").fill("2");
+  await agent.locator(".transfer").getByRole("button", { name: "Transfer" }).click();
+  await until("the refusal", async () => (await text(agent, ".pane > .problem")) === "The target agent is offline.");
+  await agent.locator(".transfer").getByRole("button", { name: "Cancel" }).click();
+  await until("the refusal to clear", async () => (await text(agent, ".pane > .problem")) === "");
 
   step("screenshots of both screens");
   await agent.locator(".scroller").evaluate((el) => (el.scrollTop = el.scrollHeight));

@@ -1371,7 +1371,7 @@ var AgentConsole = class {
         h("label", { for: targetId }, t("transferTo")),
         target,
         h("button", { type: "submit" }, t("transferGo")),
-        h("button", { type: "button", onclick: () => transfer.hidden = true }, t("cancel"))
+        h("button", { type: "button", onclick: () => (transfer.hidden = true, problem.textContent = "") }, t("cancel"))
       );
       const confirm = h(
         "div",
