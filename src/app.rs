@@ -39,6 +39,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Header and idle timeouts, and the connection cap (0: from the descriptor limit).
     pub connections: ConnectionLimits,
+    /// Serve the web UI at `/`.
+    pub ui: bool,
 }
 
 /// A bound, ready-to-run server.
@@ -50,6 +52,7 @@ pub struct Application {
     max_body_bytes: usize,
     shutdown_timeout: Duration,
     connections: ConnectionLimits,
+    ui: bool,
 }
 
 impl Application {
@@ -71,6 +74,7 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             shutdown_timeout: settings.shutdown_timeout,
             connections: connection_limits(settings.connections, settings.store.max_connections),
+            ui: settings.ui,
         })
     }
 
@@ -87,7 +91,7 @@ impl Application {
         let state = self.state.clone();
         let mut background = realtime::start(state.realtime());
         background.push(tokio::spawn(prune_rate_limits(state.clone())));
-        let app = router(self.state, self.max_body_bytes, self.connections.header_timeout);
+        let app = router(self.state, self.max_body_bytes, self.connections.header_timeout, self.ui);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
         // One deadline for the whole drain, counted from the signal.

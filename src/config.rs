@@ -166,6 +166,9 @@ pub struct ServeArgs {
     /// Development mode: 127.0.0.1, a fresh signing secret and printed demo tokens.
     #[arg(long, env = "LIVECHAT_DEV")]
     pub dev: bool,
+    /// Serve the web UI (agent console and tenant widget) at `/`; on with `--dev`.
+    #[arg(long, env = "LIVECHAT_UI")]
+    pub ui: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]

@@ -18,6 +18,7 @@ pub mod response;
 pub mod server;
 mod sessions;
 mod streams;
+pub mod ui;
 
 use crate::auth::Verifier;
 use crate::realtime::Realtime;
@@ -80,13 +81,16 @@ fn api() -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-/// The whole application router.
-pub fn router(state: AppState, max_body_bytes: usize, body_timeout: std::time::Duration) -> Router {
+/// The whole application router; `ui` adds the web UI at `/`.
+pub fn router(state: AppState, max_body_bytes: usize, body_timeout: std::time::Duration, ui: bool) -> Router {
     let request_timeout = state.chat().limits().request_timeout;
     let api = api();
     let mut app = Router::new().merge(health::router());
     for prefix in PREFIXES {
         app = app.nest(prefix, api.clone());
+    }
+    if ui {
+        app = app.merge(ui::router());
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

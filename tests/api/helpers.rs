@@ -323,6 +323,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         rate_limit: options.rate_limit,
         shutdown_timeout: Duration::from_secs(5),
         connections: options.connections,
+        ui: false,
     }
 }
 

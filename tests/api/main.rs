@@ -9,6 +9,7 @@ mod node;
 mod access;
 mod auth;
 mod bench;
+mod browser;
 mod cli;
 mod cluster;
 mod connections;
