@@ -5,7 +5,7 @@ use crate::auth::{AuthConfig, Verifier};
 use crate::domain::access::AccessPolicy;
 use crate::http::rate_limit::RateLimit;
 use crate::http::server::{self, ConnectionLimits};
-use crate::http::{AppState, router};
+use crate::http::{AppState, RouterOptions, router};
 use crate::realtime::{self, Realtime, RealtimeSettings};
 use crate::service::{Limits, Livechat};
 use crate::store::{self, StoreConfig};
@@ -41,6 +41,8 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// Serve the web UI at `/`.
     pub ui: bool,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 /// A bound, ready-to-run server.
@@ -49,10 +51,9 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     stop_streams: watch::Sender<bool>,
-    max_body_bytes: usize,
+    router: RouterOptions,
     shutdown_timeout: Duration,
     connections: ConnectionLimits,
-    ui: bool,
 }
 
 impl Application {
@@ -71,10 +72,14 @@ impl Application {
             addr,
             state: AppState::new(chat, verifier, rt, rate_limit),
             stop_streams,
-            max_body_bytes: settings.max_body_bytes,
+            router: RouterOptions {
+                max_body_bytes: settings.max_body_bytes,
+                body_timeout: settings.connections.header_timeout,
+                ui: settings.ui,
+                cors_origins: settings.cors_origins,
+            },
             shutdown_timeout: settings.shutdown_timeout,
             connections: connection_limits(settings.connections, settings.store.max_connections),
-            ui: settings.ui,
         })
     }
 
@@ -91,7 +96,7 @@ impl Application {
         let state = self.state.clone();
         let mut background = realtime::start(state.realtime());
         background.push(tokio::spawn(prune_rate_limits(state.clone())));
-        let app = router(self.state, self.max_body_bytes, self.connections.header_timeout, self.ui);
+        let app = router(self.state, &self.router);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
         // One deadline for the whole drain, counted from the signal.

@@ -164,6 +164,8 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         shutdown_timeout: args.shutdown_timeout,
         connections: args.connections()?,
         ui: args.ui || args.dev,
+        cors_origins: crate::http::parse_origins(&args.cors_origins)
+            .map_err(|e| anyhow::anyhow!("--cors-origins / LIVECHAT_CORS_ORIGINS: {e}"))?,
     };
     let backend = settings.store.url.backend();
     let app = Application::build(settings).await?;

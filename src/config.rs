@@ -186,6 +186,10 @@ pub struct ServeArgs {
     /// confirmed in time is answered 504 `outcome_unknown` with its id.
     #[arg(long, env = "LIVECHAT_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
+    /// Browser origins allowed to call the API, comma-separated exact
+    /// origins (`https://app.example,http://localhost:5173`); empty: CORS off.
+    #[arg(long, env = "LIVECHAT_CORS_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub cors_origins: Vec<String>,
     /// A request head (and then its body) must arrive within this; a connection
     /// that sends half a head is closed, a slow body is answered 408.
     #[arg(long, env = "LIVECHAT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]

@@ -8,6 +8,7 @@ mod body;
 mod deadline;
 pub mod error;
 pub mod extract;
+mod headers;
 mod health;
 mod messages;
 pub mod model;
@@ -81,15 +82,31 @@ fn api() -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-/// The whole application router; `ui` adds the web UI at `/`.
-pub fn router(state: AppState, max_body_bytes: usize, body_timeout: std::time::Duration, ui: bool) -> Router {
+/// How the router is put together.
+#[derive(Debug, Clone, Default)]
+pub struct RouterOptions {
+    /// Larger bodies are refused (413).
+    pub max_body_bytes: usize,
+    /// A body must arrive within this (408).
+    pub body_timeout: std::time::Duration,
+    /// Serve the web UI at `/`.
+    pub ui: bool,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+}
+
+pub use headers::parse_origins;
+
+/// The whole application router.
+pub fn router(state: AppState, options: &RouterOptions) -> Router {
     let request_timeout = state.chat().limits().request_timeout;
+    let (max_body_bytes, body_timeout) = (options.max_body_bytes, options.body_timeout);
     let api = api();
     let mut app = Router::new().merge(health::router());
     for prefix in PREFIXES {
         app = app.nest(prefix, api.clone());
     }
-    if ui {
+    if options.ui {
         app = app.merge(ui::router());
     }
     app.fallback(not_found)
@@ -98,6 +115,8 @@ pub fn router(state: AppState, max_body_bytes: usize, body_timeout: std::time::D
         .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, body_timeout, req, next)))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(request_id::scope))
+        .layer(axum::middleware::map_response(headers::security))
+        .layer(headers::cors(&options.cors_origins))
         .with_state(state)
 }
 

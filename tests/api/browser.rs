@@ -285,3 +285,35 @@ fn run_bounded(mut cmd: Command, what: &str, timeout: Duration, scratch: &Path) 
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     Finished { success: status.success(), status: status.to_string(), output, took: started.elapsed() }
 }
+
+/// A free loopback port (bound once, then released for the page server).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frontend_on_an_allowed_origin_calls_the_api_from_chromium_and_others_cannot() {
+    let chromium = chromium();
+    let browser_dir = root().join("tests").join("browser");
+    let scratch = TempDir::new();
+    let (dir, path) = (browser_dir.clone(), scratch.path.clone());
+    tokio::task::spawn_blocking(move || ensure_npm_packages(&dir, &["playwright-core"], &path)).await.unwrap();
+    let (allowed, other) = (free_port(), free_port());
+    let origin = reqwest::header::HeaderValue::from_str(&format!("http://127.0.0.1:{allowed}")).unwrap();
+    let options = crate::helpers::TestOptions { cors_origins: vec![origin], ..Default::default() };
+    let app = crate::helpers::TestApp::spawn_with(Backend::Sqlite, options).await;
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir.join("cors.mjs"))
+        .current_dir(&browser_dir)
+        .env("API_URL", format!("http://{}", app.addr))
+        .env("TOKEN", User::with_tenant_role(100, 1, "koperasi_admin").token())
+        .env("ALLOWED_PORT", allowed.to_string())
+        .env("OTHER_PORT", other.to_string())
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out =
+        tokio::time::timeout(Duration::from_secs(60), run).await.expect("the CORS scenario finished in time").unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "CORS scenario failed\nstdout: {stdout}\nstderr: {stderr}");
+}

@@ -253,6 +253,8 @@ pub struct TestOptions {
     pub request_timeout: Duration,
     /// Header and idle timeouts, connection cap.
     pub connections: livechat::http::server::ConnectionLimits,
+    /// Origins allowed by CORS.
+    pub cors_origins: Vec<reqwest::header::HeaderValue>,
 }
 
 impl Default for TestOptions {
@@ -272,6 +274,7 @@ impl Default for TestOptions {
                 idle_timeout: Duration::from_secs(60),
                 max_connections: 0,
             },
+            cors_origins: Vec::new(),
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -324,6 +327,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         shutdown_timeout: Duration::from_secs(5),
         connections: options.connections,
         ui: false,
+        cors_origins: options.cors_origins.clone(),
     }
 }
 

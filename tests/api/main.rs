@@ -15,6 +15,7 @@ mod cluster;
 mod connections;
 mod envelope;
 mod faults;
+mod headers;
 mod messages;
 mod openapi;
 mod pagination;
