@@ -6,12 +6,14 @@ use crate::domain::access::AccessPolicy;
 use crate::http::rate_limit::RateLimit;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{AppState, RouterOptions, router};
+use crate::metrics::Metrics;
 use crate::realtime::{self, Realtime, RealtimeSettings};
 use crate::service::{Limits, Livechat};
 use crate::store::{self, StoreConfig};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -43,6 +45,8 @@ pub struct Settings {
     pub ui: bool,
     /// Browser origins allowed to call the API (CORS); empty: none.
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// Serve `/metrics` on this address instead of the main listener.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// A bound, ready-to-run server.
@@ -52,6 +56,8 @@ pub struct Application {
     state: AppState,
     stop_streams: watch::Sender<bool>,
     router: RouterOptions,
+    /// `/metrics` on an address of its own, if configured.
+    metrics_listener: Option<TcpListener>,
     shutdown_timeout: Duration,
     connections: ConnectionLimits,
 }
@@ -60,12 +66,40 @@ impl Application {
     /// Connects storage (migrating if configured), loads keys and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let verifier = Verifier::new(&settings.auth)?;
-        let store = store::connect(&settings.store).await?;
+        let metrics = Arc::new(Metrics::new());
+        let metrics_listener = match settings.metrics_bind {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?)
+            }
+            None => None,
+        };
+        let store = store::connect(&settings.store, metrics.clone()).await?;
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr()?;
-        let chat = Livechat::new(store, settings.policy, settings.limits);
+        let chat = Livechat::new(store.clone(), settings.policy, settings.limits, metrics.clone());
         let (rt, stop_streams) = Realtime::new(chat.clone(), settings.realtime);
+        let (streams, subscriptions) = (rt.clone(), rt.clone());
+        let (pool, idle, breaker) = (store.clone(), store.clone(), store);
+        metrics.read_at_scrape(vec![
+            (
+                "streams_open",
+                "Open WebSocket and SSE streams on this node",
+                Box::new(move || gauge(streams.connections())),
+            ),
+            (
+                "stream_subscriptions",
+                "Session subscriptions of those streams",
+                Box::new(move || gauge(subscriptions.subscriptions())),
+            ),
+            ("db_connections", "Open database connections", Box::new(move || i64::from(pool.stats().connections))),
+            ("db_connections_idle", "Idle database connections", Box::new(move || gauge(idle.stats().idle))),
+            (
+                "storage_failing_fast",
+                "1 while the database is unreachable and requests fail fast",
+                Box::new(move || i64::from(breaker.stats().failing_fast)),
+            ),
+        ]);
         let rate_limit = RateLimit::new(settings.rate_limit.0, settings.rate_limit.1);
         Ok(Self {
             listener,
@@ -77,7 +111,9 @@ impl Application {
                 body_timeout: settings.connections.header_timeout,
                 ui: settings.ui,
                 cors_origins: settings.cors_origins,
+                metrics: settings.metrics_bind.is_none(),
             },
+            metrics_listener,
             shutdown_timeout: settings.shutdown_timeout,
             connections: connection_limits(settings.connections, settings.store.max_connections),
         })
@@ -88,6 +124,11 @@ impl Application {
         self.addr
     }
 
+    /// The address `/metrics` is served on, when it has one of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves. Then streams are closed with
     /// "going away" (clients reconnect elsewhere and resume), in-flight
     /// requests finish (up to the drain timeout), this node's agents go
@@ -96,6 +137,16 @@ impl Application {
         let state = self.state.clone();
         let mut background = realtime::start(state.realtime());
         background.push(tokio::spawn(prune_rate_limits(state.clone())));
+        if let Some(listener) = self.metrics_listener {
+            let app = crate::http::metrics::router(state.chat().metrics().clone());
+            let stop = state.realtime().clone();
+            background.push(tokio::spawn(async move {
+                let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.stopping().await });
+                if let Err(err) = served.await {
+                    tracing::warn!(error = %err, "metrics listener failed");
+                }
+            }));
+        }
         let app = router(self.state, &self.router);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
@@ -145,6 +196,10 @@ impl Application {
         }
         result
     }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The connection limits to run with: a cap of 0 means "as many as the

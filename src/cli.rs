@@ -164,6 +164,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         shutdown_timeout: args.shutdown_timeout,
         connections: args.connections()?,
         ui: args.ui || args.dev,
+        metrics_bind: args.metrics_bind,
         cors_origins: crate::http::parse_origins(&args.cors_origins)
             .map_err(|e| anyhow::anyhow!("--cors-origins / LIVECHAT_CORS_ORIGINS: {e}"))?,
     };

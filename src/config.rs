@@ -190,6 +190,9 @@ pub struct ServeArgs {
     /// origins (`https://app.example,http://localhost:5173`); empty: CORS off.
     #[arg(long, env = "LIVECHAT_CORS_ORIGINS", value_delimiter = ',', default_value = "")]
     pub cors_origins: Vec<String>,
+    /// Serve `GET /metrics` on this address:port instead of the main listener.
+    #[arg(long, env = "LIVECHAT_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
     /// A request head (and then its body) must arrive within this; a connection
     /// that sends half a head is closed, a slow body is answered 408.
     #[arg(long, env = "LIVECHAT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]

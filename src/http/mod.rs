@@ -11,6 +11,7 @@ pub mod extract;
 mod headers;
 mod health;
 mod messages;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod rate_limit;
@@ -93,6 +94,8 @@ pub struct RouterOptions {
     pub ui: bool,
     /// Browser origins allowed to call the API (CORS); empty: none.
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// Serve `/metrics` on this router (rather than on an address of its own).
+    pub metrics: bool,
 }
 
 pub use headers::parse_origins;
@@ -109,9 +112,14 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
     if options.ui {
         app = app.merge(ui::router());
     }
+    if options.metrics {
+        app = app.merge(metrics::router(state.chat().metrics().clone()));
+    }
+    let counted = state.chat().metrics().clone();
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(move |req, next| deadline::limit(request_timeout, req, next)))
+        .route_layer(axum::middleware::from_fn_with_state(counted, metrics::record))
         .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, body_timeout, req, next)))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(request_id::scope))

@@ -221,6 +221,7 @@ where
                 () = super::stopped(&mut shutdown) => return Err(End::Close(close::GOING_AWAY, "server shutting down")),
                 () = &mut token_expiry => return Err(End::Close(close::TOKEN_EXPIRED, "token expired")),
                 () = inlet.lagged.wait() => {
+                    rt.chat.metrics().streams_lagged.inc();
                     let frame = ServerMessage::error("lagged", "too far behind; reconnect and resume from the last event id", None);
                     actor.send(frame).await?;
                     return Err(End::Close(close::TOO_SLOW, "too slow"));
@@ -470,6 +471,9 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
         };
         for (t, s) in keys {
             self.catch_up(t, s).await?;
+        }
+        if let Some(since) = backlog.since {
+            self.rt.chat.metrics().fanout_lag.observe(since.elapsed().as_secs_f64());
         }
         for (a, on) in backlog.presence {
             let concerned = self.inbox || self.subs.values().any(|sub| sub.agent_id == Some(a));

@@ -28,6 +28,8 @@ pub struct Inlet {
 #[derive(Default)]
 pub struct Pending {
     dirty: Mutex<HashMap<(TenantId, SessionId), i64>>,
+    /// When the oldest mark not yet taken was made (for the fan-out lag).
+    since: Mutex<Option<std::time::Instant>>,
     presence: Mutex<HashMap<UserId, bool>>,
     resync: AtomicBool,
     wake: Notify,
@@ -38,6 +40,8 @@ pub struct Pending {
 pub struct Backlog {
     /// Subscribed sessions with new events, and the newest sequence announced.
     pub dirty: HashMap<(TenantId, SessionId), i64>,
+    /// When the oldest of those was announced.
+    pub since: Option<std::time::Instant>,
     /// Agents whose presence changed, with the latest state.
     pub presence: HashMap<UserId, bool>,
     /// Every subscription must be re-read.
@@ -51,6 +55,7 @@ impl Pending {
         let entry = dirty.entry(key).or_insert(seq);
         *entry = (*entry).max(seq);
         drop(dirty);
+        self.since.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(std::time::Instant::now);
         self.wake.notify_one();
     }
 
@@ -72,6 +77,7 @@ impl Pending {
     /// Everything marked since the last call.
     pub fn take(&self) -> Backlog {
         Backlog {
+            since: self.since.lock().unwrap_or_else(PoisonError::into_inner).take(),
             dirty: std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner)),
             presence: std::mem::take(&mut *self.presence.lock().unwrap_or_else(PoisonError::into_inner)),
             resync: self.resync.swap(false, Ordering::SeqCst),
@@ -225,6 +231,11 @@ impl Hub {
     /// Number of open connections.
     pub fn connections(&self) -> usize {
         self.lock().conns.len()
+    }
+
+    /// Number of session subscriptions over all connections.
+    pub fn subscriptions(&self) -> usize {
+        self.lock().sessions.values().map(HashSet::len).sum()
     }
 
     /// Delivers a notice to every connection that should see it. Never

@@ -89,6 +89,11 @@ impl Realtime {
         self.hub.connections()
     }
 
+    /// Number of session subscriptions of those streams.
+    pub fn subscriptions(&self) -> usize {
+        self.hub.subscriptions()
+    }
+
     /// Resolves once the server is shutting down.
     pub async fn stopping(&self) {
         stopped(&mut self.shutdown.clone()).await;

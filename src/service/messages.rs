@@ -49,7 +49,10 @@ impl Livechat {
             },
         );
         match written.await? {
-            Appended::Created(m) => Ok((m, false)),
+            Appended::Created(m) => {
+                self.metrics().messages_sent.inc();
+                Ok((m, false))
+            }
             Appended::Replayed(m) => Ok((m, true)),
         }
     }

@@ -31,6 +31,7 @@ pub use write::{Subject, within};
 use crate::domain::access::{AccessPolicy, AgentScope, Caller, Identity};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{Direction, Page, PageLimit, PagePlan, Paged, Scan};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,7 @@ struct Inner {
     store: Arc<dyn Store>,
     policy: AccessPolicy,
     limits: Limits,
+    metrics: Arc<Metrics>,
 }
 
 /// How a list request asks for its page.
@@ -109,8 +111,13 @@ fn bad_cursor() -> Error {
 
 impl Livechat {
     /// The use cases over `store`, admitting callers by `policy`.
-    pub fn new(store: Arc<dyn Store>, policy: AccessPolicy, limits: Limits) -> Self {
-        Self(Arc::new(Inner { store, policy, limits }))
+    pub fn new(store: Arc<dyn Store>, policy: AccessPolicy, limits: Limits, metrics: Arc<Metrics>) -> Self {
+        Self(Arc::new(Inner { store, policy, limits, metrics }))
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
     }
 
     fn store(&self) -> &Arc<dyn Store> {

@@ -26,6 +26,7 @@ use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};
 use crate::domain::page::Scan;
 use crate::domain::session::{InboxPosition, NewSession, Session, SessionFilter, SessionPosition};
 use crate::domain::time::Timestamp;
+use crate::metrics::Metrics;
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::Arc;
@@ -218,6 +219,20 @@ pub trait Store: SessionStore + MessageStore + ReadMarkStore + PresenceStore + T
 
     /// Stops background work and closes the connection pools (at shutdown).
     async fn shutdown(&self);
+
+    /// Connection use and breaker state, now.
+    fn stats(&self) -> StoreStats;
+}
+
+/// What storage is doing, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    /// Open database connections (all pools).
+    pub connections: u32,
+    /// Of those, idle.
+    pub idle: usize,
+    /// Whether requests are failing fast because the database is unreachable.
+    pub failing_fast: bool,
 }
 
 /// A single-use stream ticket as stored (the ticket itself is only hashed).
@@ -375,10 +390,10 @@ impl Backend {
 }
 
 /// Connects to the configured backend (running migrations if asked).
-pub async fn connect(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn connect(config: &StoreConfig, metrics: Arc<Metrics>) -> anyhow::Result<Arc<dyn Store>> {
     match config.url.backend() {
-        Some(Backend::Sqlite) => Ok(Arc::new(sqlite::connect(config).await?)),
-        Some(Backend::Postgres) => Ok(Arc::new(postgres::connect(config).await?)),
+        Some(Backend::Sqlite) => Ok(Arc::new(sqlite::connect(config).await?.with_metrics(metrics))),
+        Some(Backend::Postgres) => Ok(Arc::new(postgres::connect(config).await?.with_metrics(metrics))),
         None => anyhow::bail!("database URL must start with sqlite:// or postgres://"),
     }
 }
@@ -386,7 +401,7 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
 /// Applies pending migrations, then disconnects.
 pub async fn migrate(config: &StoreConfig) -> anyhow::Result<()> {
     let config = StoreConfig { migrate: true, ..config.clone() };
-    connect(&config).await?.shutdown().await;
+    connect(&config, Arc::default()).await?.shutdown().await;
     Ok(())
 }
 

@@ -92,7 +92,7 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>>
             .context("applying PostgreSQL migrations")?;
     }
     let listener_options = options.application_name("livechat-listener");
-    let store = SqlStore::new(Db::new(pool.clone(), pool, config.retry_interval));
+    let store = SqlStore::new(Db::shared(pool, config.retry_interval));
     let listener = spawn_listener(listener_options, store.notices.clone()).await?;
     store.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(listener);
     Ok(store)

@@ -255,6 +255,8 @@ pub struct TestOptions {
     pub connections: livechat::http::server::ConnectionLimits,
     /// Origins allowed by CORS.
     pub cors_origins: Vec<reqwest::header::HeaderValue>,
+    /// `/metrics` on an address of its own.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl Default for TestOptions {
@@ -275,6 +277,7 @@ impl Default for TestOptions {
                 max_connections: 0,
             },
             cors_origins: Vec::new(),
+            metrics_bind: None,
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -289,6 +292,8 @@ impl Default for TestOptions {
 /// A running server plus a client.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is, when it has an address of its own.
+    pub metrics_addr: Option<SocketAddr>,
     pub prefix: &'static str,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -328,6 +333,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         connections: options.connections,
         ui: false,
         cors_origins: options.cors_origins.clone(),
+        metrics_bind: options.metrics_bind,
     }
 }
 
@@ -346,13 +352,14 @@ impl TestApp {
     pub async fn spawn_on(db: TestDb, url: &str, options: TestOptions) -> Self {
         let app = Application::build(settings(url, &options)).await.expect("server builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
-
+            metrics_addr,
             prefix: "/api/livechat",
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
             stop: Some(stop),

@@ -17,6 +17,7 @@ mod envelope;
 mod faults;
 mod headers;
 mod messages;
+mod metrics;
 mod openapi;
 mod pagination;
 mod pgproxy;

@@ -18,18 +18,20 @@ mod sessions;
 mod tickets;
 
 use super::breaker::Breaker;
-use super::{CommitOutcome, Store, StoreError};
+use super::{CommitOutcome, Store, StoreError, StoreStats};
 use crate::domain::event::{Notice, SessionChange};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Message, SearchTerm};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
+use crate::metrics::{ErrorLabels, Metrics};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use sqlx::error::DatabaseError;
 use sqlx::pool::PoolConnection;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -307,19 +309,28 @@ impl<DB: Dialect> QueryBuilder<DB> {
 /// transaction here, behind the breaker, and every error is classified
 /// here, so an outage found by any call makes the others fail fast.
 pub struct Db<DB: Database> {
+    /// Where errors are counted.
+    metrics: Arc<Metrics>,
     /// Connections for reads.
     reader: sqlx::Pool<DB>,
     /// Connections for writes: a separate single-connection pool on SQLite
     /// (one writer at a time, so no lock upgrades fail), the same pool as
     /// `reader` on PostgreSQL.
     writer: sqlx::Pool<DB>,
+    /// Whether `writer` is `reader` (one pool).
+    shared: bool,
     breaker: Breaker,
 }
 
 impl<DB: Dialect> Db<DB> {
-    /// Wraps the pools.
+    /// Separate pools for reads and writes.
     pub fn new(reader: sqlx::Pool<DB>, writer: sqlx::Pool<DB>, retry_interval: std::time::Duration) -> Self {
-        Self { reader, writer, breaker: Breaker::new(retry_interval) }
+        Self { metrics: Arc::default(), reader, writer, shared: false, breaker: Breaker::new(retry_interval) }
+    }
+
+    /// One pool for reads and writes.
+    pub fn shared(pool: sqlx::Pool<DB>, retry_interval: std::time::Duration) -> Self {
+        Self { shared: true, ..Self::new(pool.clone(), pool, retry_interval) }
     }
 
     /// A connection for reading.
@@ -358,10 +369,26 @@ impl<DB: Dialect> Db<DB> {
     /// Maps a sqlx error to its meaning; an outage opens the breaker.
     pub fn fail(&self, err: sqlx::Error) -> StoreError {
         let err = classify::<DB>(err);
-        if let StoreError::Unreachable(cause) = &err {
-            self.breaker.tripped(cause);
-        }
+        let kind = match &err {
+            StoreError::Unreachable(cause) => {
+                self.breaker.tripped(cause);
+                "unreachable"
+            }
+            StoreError::Unavailable(_) => "unavailable",
+            _ => "internal",
+        };
+        self.metrics.storage_errors.get_or_create(&ErrorLabels { kind }).inc();
         err
+    }
+
+    /// Connection use and breaker state.
+    fn stats(&self) -> StoreStats {
+        let (mut connections, mut idle) = (self.reader.size(), self.reader.num_idle());
+        if !self.shared {
+            connections += self.writer.size();
+            idle += self.writer.num_idle();
+        }
+        StoreStats { connections, idle, failing_fast: self.breaker.is_open() }
     }
 
     /// Closes both pools.
@@ -403,6 +430,12 @@ impl<DB: Dialect> SqlStore<DB> {
     /// Wraps the pools.
     pub fn new(db: Db<DB>) -> Self {
         Self { db, notices: broadcast::channel(NOTICE_BUFFER).0, tasks: Mutex::default() }
+    }
+
+    /// Counts storage errors in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.db.metrics = metrics;
+        self
     }
 
     /// Runs `qb` on a read connection and returns every row.
@@ -497,6 +530,10 @@ impl<DB: Dialect> Store for SqlStore<DB> {
             task.abort();
         }
         self.db.close().await;
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.db.stats()
     }
 }
 
