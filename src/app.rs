@@ -227,7 +227,10 @@ async fn prune_rate_limits(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = tick.tick() => state.rate_limit().prune(),
+            _ = tick.tick() => {
+                state.rate_limit().prune();
+                state.chat().quotas().prune();
+            }
             () = state.realtime().stopping() => return,
         }
     }

@@ -158,6 +158,8 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             presence_ttl: args.presence_ttl,
             ticket_ttl: args.ticket_ttl,
             request_timeout: args.request_timeout,
+            quotas: crate::service::QuotaSettings::parse(&args.quotas)
+                .map_err(|e| anyhow::anyhow!("--quotas / LIVECHAT_QUOTAS: {e}"))?,
         },
         realtime: args.realtime()?,
         rate_limit: (args.rate_limit_per_minute, args.rate_limit_burst),

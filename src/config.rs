@@ -235,6 +235,10 @@ pub struct ServeArgs {
     /// Requests a user may make at once before the per-minute rate applies.
     #[arg(long, env = "LIVECHAT_RATE_LIMIT_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_burst: u32,
+    /// Per-minute allowances per user / per tenant of sending, opening
+    /// sessions, stream tickets and typing (`off` disables them).
+    #[arg(long, env = "LIVECHAT_QUOTAS", default_value = "send=60/600,open=10/60,ticket=30/600,typing=120/1200")]
+    pub quotas: String,
     /// Skip migrations at start-up (run `livechat migrate` instead).
     #[arg(long, env = "LIVECHAT_NO_MIGRATE")]
     pub no_migrate: bool,

@@ -24,9 +24,6 @@ pub enum ApiError {
     /// 415: a body that is not JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    /// 429: too many requests; retry after this many seconds.
-    #[error("rate limited")]
-    RateLimited(u64),
     /// 503: the server is at its connection cap.
     #[error("server busy")]
     Busy,
@@ -53,6 +50,7 @@ impl ApiError {
                 Error::AgentOffline => (StatusCode::BAD_REQUEST, "agent_offline"),
                 Error::AlreadyAssigned(_) => (StatusCode::CONFLICT, "session_already_assigned"),
                 Error::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+                Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
                 Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
                 // Not a 503: retrying blindly could store it twice.
                 Error::OutcomeUnknown(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
@@ -61,7 +59,6 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
         }
@@ -104,9 +101,12 @@ impl IntoResponse for ApiError {
         let mut res = json_response(status, &body);
         let headers = res.headers_mut();
         match self {
-            Self::RateLimited(secs) => {
-                if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+            Self::Service(Error::RateLimited { retry_after, quota }) => {
+                if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
                     headers.insert(header::RETRY_AFTER, value);
+                }
+                if let Some(quota) = quota {
+                    super::rate_limit::quota_headers(headers, &quota);
                 }
             }
             Self::Service(Error::Unauthorized) => {

@@ -59,7 +59,7 @@ impl Modify for EveryRoute {
             for op in operations.into_iter().flatten() {
                 let responses = &mut op.responses.responses;
                 responses.entry("429".to_owned()).or_insert_with(|| {
-                    error("`rate_limited`: too many requests from this user; see `Retry-After`").into()
+                    error("`rate_limited`: too many requests from this user, or over a quota of the user or tenant (sending, opening sessions, tickets); see `Retry-After`, `RateLimit` and `RateLimit-Policy`").into()
                 });
                 responses.entry("503".to_owned()).or_insert_with(|| {
                     error("`storage_unavailable`: retry later (`Retry-After`); nothing was written").into()

@@ -54,11 +54,10 @@ pub async fn create_ticket(
     AuthedIdentity { caller, identity }: AuthedIdentity,
 ) -> Result<Success<StreamTicket>, ApiError> {
     let caller = caller.ok_or_else(|| ApiError::field("X-Tenant-ID", "is required"))?;
+    let quota = state.chat().quotas().check(crate::service::Action::Ticket, &caller)?;
     let issued = state.chat().issue_ticket(&caller, &identity).await?;
-    Ok(Success::created(
-        "ticket issued",
-        StreamTicket { ticket: issued.ticket, expires_at: issued.expires_at.to_rfc3339() },
-    ))
+    let ticket = StreamTicket { ticket: issued.ticket, expires_at: issued.expires_at.to_rfc3339() };
+    Ok(Success::created("ticket issued", ticket).quota(quota))
 }
 
 /// Query of the stream endpoints.

@@ -125,6 +125,9 @@ fn error_frame(err: Error, session: Option<SessionId>) -> ServerMessage {
             tracing::warn!(error = %cause, "stream: storage unavailable");
             ServerMessage::error("storage_unavailable", "storage unavailable; retry", session_id)
         }
+        Error::RateLimited { retry_after, .. } => {
+            ServerMessage::error("rate_limited", format!("too many requests; retry in {retry_after} s"), session_id)
+        }
         Error::OutcomeUnknown(subject) => {
             tracing::error!(field = subject.field, id = %subject.id, "stream: commit outcome unknown");
             ServerMessage::error(
@@ -331,6 +334,10 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 }
                 sub.last_typing = Some(Instant::now());
                 let caller = sub.caller;
+                // Over the typing quota: dropped like the extras above (typing is ephemeral).
+                if self.rt.chat.quotas().check(crate::service::Action::Typing, &caller).is_err() {
+                    return Ok(());
+                }
                 match self.rt.chat.typing(&caller, s).await {
                     Ok(()) => Ok(()),
                     Err(err) => self.fail(err, Some(s)).await,

@@ -39,6 +39,14 @@ pub enum Error {
     /// before the deadline: it may or may not be stored.
     #[error("outcome unknown")]
     OutcomeUnknown(super::Subject),
+    /// Over a quota (or the request rate); retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+        /// The quota that refused, if it was one.
+        quota: Option<super::QuotaState>,
+    },
     /// Storage unreachable or saturated; retryable, nothing written.
     #[error("storage unavailable")]
     Unavailable(#[source] anyhow::Error),

@@ -16,6 +16,7 @@ mod error;
 mod inbox;
 mod messages;
 mod presence;
+mod quota;
 mod reads;
 mod sessions;
 mod streams;
@@ -24,6 +25,7 @@ mod write;
 
 pub use error::{Error, FieldErrors, Problems};
 pub use inbox::{InboxItem, parse_inbox_cursor};
+pub use quota::{Action, QuotaSettings, QuotaState, Quotas, WINDOW_SECS};
 pub use streams::Subscription;
 pub use tickets::IssuedTicket;
 pub use write::{Subject, within};
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Limits a deployment may tune.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Longest message, in characters.
     pub max_message_chars: usize,
@@ -47,6 +49,8 @@ pub struct Limits {
     pub ticket_ttl: Duration,
     /// Every request is answered within this (writes included: see `write`).
     pub request_timeout: Duration,
+    /// Per-user and per-tenant allowances of sending, opening, tickets, typing.
+    pub quotas: QuotaSettings,
 }
 
 impl Default for Limits {
@@ -56,6 +60,7 @@ impl Default for Limits {
             presence_ttl: Duration::from_secs(15),
             ticket_ttl: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
+            quotas: QuotaSettings::default(),
         }
     }
 }
@@ -69,6 +74,7 @@ struct Inner {
     policy: AccessPolicy,
     limits: Limits,
     metrics: Arc<Metrics>,
+    quotas: Quotas,
 }
 
 /// How a list request asks for its page.
@@ -112,7 +118,13 @@ fn bad_cursor() -> Error {
 impl Livechat {
     /// The use cases over `store`, admitting callers by `policy`.
     pub fn new(store: Arc<dyn Store>, policy: AccessPolicy, limits: Limits, metrics: Arc<Metrics>) -> Self {
-        Self(Arc::new(Inner { store, policy, limits, metrics }))
+        let quotas = Quotas::new(&limits.quotas);
+        Self(Arc::new(Inner { store, policy, limits, metrics, quotas }))
+    }
+
+    /// The quotas of this node: every transport asks before an action that has one.
+    pub fn quotas(&self) -> &Quotas {
+        &self.0.quotas
     }
 
     /// The server's metrics.
@@ -125,8 +137,8 @@ impl Livechat {
     }
 
     /// The configured limits.
-    pub fn limits(&self) -> Limits {
-        self.0.limits
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
     }
 
     /// Decides whether `identity` may act in `tenant`, and as what.

@@ -75,3 +75,42 @@ async fn preflights_from_an_allowed_origin_are_answered_and_others_get_no_cors_h
     let r = preflight("http://evil.example").await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_answer_429_with_ratelimit_headers_per_user_and_per_tenant() {
+    let quotas = livechat::service::QuotaSettings::parse("send=12/18,ticket=6/600").unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, TestOptions { quotas, ..TestOptions::default() }).await;
+    let (a, b, c) = (User::member(100, 12), User::member(101, 12), User::member(102, 12));
+    let session = app.open_session(&a, 12).await;
+    let path = format!("/sessions/{session}/messages");
+    let body = || Some(serde_json::json!({ "message": "halo" }));
+    // Bursts of ten seconds' worth: 2 per user, 3 per tenant.
+    let first = app.post(&path, &a, 12, body()).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(first.header("ratelimit-policy"), Some("\"send-user\";q=12;w=60"));
+    assert!(
+        first.header("ratelimit").is_some_and(|v| v.starts_with("\"send-user\";r=1;")),
+        "{:?}",
+        first.header("ratelimit")
+    );
+    assert_eq!(app.post(&path, &a, 12, body()).await.status, 201);
+    let refused = app.post(&path, &a, 12, body()).await;
+    refused.assert_error(429, "rate_limited");
+    assert!(refused.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+    assert!(refused.header("ratelimit").is_some_and(|v| v.starts_with("\"send-user\";r=0;")));
+    // Another user of the tenant still may, until the tenant's allowance runs out.
+    assert_eq!(app.post(&path, &b, 12, body()).await.status, 201);
+    let tenant = app.post(&path, &c, 12, body()).await;
+    tenant.assert_error(429, "rate_limited");
+    assert!(
+        tenant.header("ratelimit").is_some_and(|v| v.starts_with("\"send-tenant\";r=0;")),
+        "{:?}",
+        tenant.header("ratelimit")
+    );
+    // Refused sends stored nothing.
+    let listed = app.get(&path, &a, 12).await;
+    assert_eq!(listed.data().as_array().unwrap().len(), 3);
+    // Tickets have their own quota.
+    assert_eq!(app.post("/realtime/tickets", &a, 12, None).await.status, 201);
+    app.post("/realtime/tickets", &a, 12, None).await.assert_error(429, "rate_limited");
+}

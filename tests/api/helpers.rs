@@ -257,6 +257,8 @@ pub struct TestOptions {
     pub cors_origins: Vec<reqwest::header::HeaderValue>,
     /// `/metrics` on an address of its own.
     pub metrics_bind: Option<SocketAddr>,
+    /// Action quotas; off unless a test sets them (the suite sends a lot as few users).
+    pub quotas: livechat::service::QuotaSettings,
 }
 
 impl Default for TestOptions {
@@ -278,6 +280,7 @@ impl Default for TestOptions {
             },
             cors_origins: Vec::new(),
             metrics_bind: None,
+            quotas: livechat::service::QuotaSettings::off(),
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -326,6 +329,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
             presence_ttl: options.presence_ttl,
             ticket_ttl: Duration::from_secs(30),
             request_timeout: options.request_timeout,
+            quotas: options.quotas.clone(),
         },
         realtime: options.realtime,
         rate_limit: options.rate_limit,
