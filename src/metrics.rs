@@ -63,6 +63,10 @@ pub struct Metrics {
     pub fanout_lag: Histogram,
     /// Streams cut off for falling behind.
     pub streams_lagged: Counter,
+    /// Reads of a session's new events by this node's fan-out (one serves every local subscriber).
+    pub fanout_reads: Counter,
+    /// Reads of a session's events by one stream itself (subscribing, resuming, falling behind).
+    pub stream_reads: Counter,
     /// Gauges read at scrape time, installed once the parts that own them exist.
     readings: Gauges,
 }
@@ -120,9 +124,32 @@ impl Metrics {
         );
         let streams_lagged = Counter::default();
         registry.register("streams_lagged", "Streams closed for falling too far behind", streams_lagged.clone());
+        let fanout_reads = Counter::default();
+        registry.register(
+            "fanout_reads",
+            "Reads of new events by the node's fan-out, shared by its subscribers",
+            fanout_reads.clone(),
+        );
+        let stream_reads = Counter::default();
+        registry.register(
+            "stream_reads",
+            "Reads of events by one stream for itself (subscribe, resume, behind the cache)",
+            stream_reads.clone(),
+        );
         let readings = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(Readings(readings.clone())));
-        Self { registry, requests, durations, messages_sent, storage_errors, fanout_lag, streams_lagged, readings }
+        Self {
+            registry,
+            requests,
+            durations,
+            messages_sent,
+            storage_errors,
+            fanout_lag,
+            streams_lagged,
+            fanout_reads,
+            stream_reads,
+            readings,
+        }
     }
 
     /// Installs the scrape-time gauges (once; later calls are ignored).

@@ -39,8 +39,6 @@ async fn metrics_count_requests_messages_streams_and_storage(backend: Backend) {
     assert!(sample(&text, "livechat_fanout_lag_seconds_count").is_some_and(|n| n >= 1.0), "{text}");
 }
 
-crate::conformance!(metrics_count_requests_messages_streams_and_storage);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_can_move_to_an_address_of_their_own() {
     let options = TestOptions { metrics_bind: Some("127.0.0.1:0".parse().unwrap()), ..TestOptions::default() };
@@ -50,3 +48,37 @@ async fn metrics_can_move_to_an_address_of_their_own() {
     let main = app.client.get(format!("http://{}/metrics", app.addr)).send().await.unwrap();
     assert_eq!(main.status(), 404, "not on the main listener any more");
 }
+
+async fn the_node_reads_each_event_once_whatever_the_number_of_subscribers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = User::member(100, 12);
+    let session = app.open_session(&user, 12).await;
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let mut ws = Ws::connect(&app, &User::member(200 + i, 12), 12).await;
+        ws.subscribe(&session, None, None).await;
+        streams.push(ws);
+    }
+    let before = scrape(&app, app.addr).await;
+    for i in 0..10 {
+        app.send(&session, &user, 12, &format!("pesan {i}")).await;
+    }
+    for ws in &mut streams {
+        for _ in 0..10 {
+            ws.next_event("message.created").await;
+        }
+    }
+    let after = scrape(&app, app.addr).await;
+    let delta = |name: &str| sample(&after, name).unwrap_or(0.0) - sample(&before, name).unwrap_or(0.0);
+    assert!(
+        delta("livechat_fanout_reads_total") <= 10.0,
+        "at most one read per event: {}",
+        delta("livechat_fanout_reads_total")
+    );
+    assert_eq!(delta("livechat_stream_reads_total"), 0.0, "no subscriber read storage itself");
+}
+
+crate::conformance!(
+    metrics_count_requests_messages_streams_and_storage,
+    the_node_reads_each_event_once_whatever_the_number_of_subscribers
+);
