@@ -71,6 +71,10 @@ pub struct DatabaseArgs {
     /// this long before one request probes it again.
     #[arg(long, env = "LIVECHAT_DB_RETRY_INTERVAL", default_value = "1s", value_parser = duration)]
     pub db_retry_interval: Duration,
+    /// SQLite: how many of a session's own newest rows a `term` search tests
+    /// before it turns to the trigram index shared by every tenant.
+    #[arg(long, env = "LIVECHAT_SEARCH_WINDOW", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub search_window: u32,
 }
 
 impl DatabaseArgs {
@@ -86,6 +90,7 @@ impl DatabaseArgs {
             statement_timeout: self.db_statement_timeout,
             migrate,
             retry_interval: self.db_retry_interval,
+            search_window: self.search_window,
         })
     }
 }

@@ -193,6 +193,16 @@ pub struct MessageFilter {
     pub end: Option<Timestamp>,
 }
 
+impl super::page::Paged for Message {
+    type Pos = i64;
+    fn pos(&self) -> i64 {
+        self.seq
+    }
+    fn cursor(&self) -> String {
+        self.id.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,26 @@ pub trait Paged {
     fn cursor(&self) -> String;
 }
 
+/// How a list request asks for its page.
+#[derive(Debug, Clone)]
+pub struct PageRequest<C> {
+    /// Page size.
+    pub limit: PageLimit,
+    /// Older or newer than the cursor.
+    pub direction: Direction,
+    /// The id of an item of the same list.
+    pub cursor: Option<C>,
+}
+
+/// Why a page could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlisted {
+    /// The list's parent (a session) does not exist in this tenant.
+    NotFound,
+    /// The cursor is not an item of this list.
+    BadCursor,
+}
+
 /// A finished page plus its navigation flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {

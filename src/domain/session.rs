@@ -2,6 +2,7 @@
 
 use super::access::{Caller, Role};
 use super::ids::{SessionId, TenantId, UserId};
+use super::page::Paged;
 use super::time::Timestamp;
 
 /// Whether a session still accepts messages.
@@ -130,6 +131,30 @@ impl Session {
     /// The session's place in list order.
     pub fn position(&self) -> SessionPosition {
         SessionPosition { created_at: self.created_at, id: self.id }
+    }
+}
+
+impl Paged for Session {
+    type Pos = SessionPosition;
+    fn pos(&self) -> SessionPosition {
+        self.position()
+    }
+    fn cursor(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// A session as listed in the agent inbox; its cursor names its tenant too.
+#[derive(Debug, Clone)]
+pub struct InboxItem(pub Session);
+
+impl Paged for InboxItem {
+    type Pos = InboxPosition;
+    fn pos(&self) -> InboxPosition {
+        self.0.inbox_position()
+    }
+    fn cursor(&self) -> String {
+        format!("{}.{}", self.0.tenant_id, self.0.id)
     }
 }
 

@@ -1,23 +1,13 @@
 //! Sending messages and paging through them (CONTRACT section 5).
 
-use super::{Error, Livechat, PageRequest, Subject, bad_cursor, read_page};
+use super::{Error, Livechat, Subject, listed};
 use crate::domain::access::Caller;
 use crate::domain::ids::{MessageId, SessionId};
 use crate::domain::message::{
     Appended, Idempotency, IdempotencyKey, Message, MessageFilter, MessageText, NewMessage, body_fingerprint,
 };
-use crate::domain::page::{Page, Paged};
+use crate::domain::page::{Page, PageRequest};
 use crate::domain::time::Timestamp;
-
-impl Paged for Message {
-    type Pos = i64;
-    fn pos(&self) -> i64 {
-        self.seq
-    }
-    fn cursor(&self) -> String {
-        self.id.to_string()
-    }
-}
 
 impl Livechat {
     /// Sends a message; returns it and whether it was a replay of an earlier send.
@@ -65,18 +55,6 @@ impl Livechat {
         filter: &MessageFilter,
         page: PageRequest<MessageId>,
     ) -> Result<Page<Message>, Error> {
-        let (store, tenant) = (self.store(), caller.tenant_id);
-        self.get_session(caller, session_id).await?;
-        let cursor = match page.cursor {
-            Some(id) => {
-                let seq = store.message_seq(tenant, session_id, id).await?.ok_or_else(bad_cursor)?;
-                Some((seq, id.to_string()))
-            }
-            None => None,
-        };
-        read_page(page.limit, page.direction, cursor, |scan, take| {
-            store.scan_messages(tenant, session_id, filter, scan, take)
-        })
-        .await
+        listed(self.store().page_messages(caller.tenant_id, session_id, filter, &page).await?)
     }
 }

@@ -23,8 +23,10 @@ mod streams;
 mod tickets;
 mod write;
 
+pub use crate::domain::page::PageRequest;
+pub use crate::domain::session::InboxItem;
 pub use error::{Error, FieldErrors, Problems};
-pub use inbox::{InboxItem, parse_inbox_cursor};
+pub use inbox::parse_inbox_cursor;
 pub use quota::{Action, QuotaSettings, QuotaState, Quotas, WINDOW_SECS};
 pub use streams::Subscription;
 pub use tickets::IssuedTicket;
@@ -32,9 +34,9 @@ pub use write::{Subject, within};
 
 use crate::domain::access::{AccessPolicy, AgentScope, Caller, Identity};
 use crate::domain::ids::TenantId;
-use crate::domain::page::{Direction, Page, PageLimit, PagePlan, Paged, Scan};
+use crate::domain::page::{Page, Unlisted};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,42 +79,12 @@ struct Inner {
     quotas: Quotas,
 }
 
-/// How a list request asks for its page.
-#[derive(Debug, Clone)]
-pub struct PageRequest<C> {
-    /// Page size.
-    pub limit: PageLimit,
-    /// Older or newer than the cursor.
-    pub direction: Direction,
-    /// The id of an item of the same list.
-    pub cursor: Option<C>,
-}
-
-/// Reads one page: the main scan, then (when the answer is not already
-/// known) a one-item probe past the page's far side.
-async fn read_page<T, F, Fut>(
-    limit: PageLimit,
-    direction: Direction,
-    cursor: Option<(T::Pos, String)>,
-    scan: F,
-) -> Result<Page<T>, Error>
-where
-    T: Paged,
-    F: Fn(Scan<T::Pos>, u32) -> Fut,
-    Fut: Future<Output = Result<Vec<T>, StoreError>>,
-{
-    let plan = PagePlan::new(limit, direction, cursor);
-    let (main, take) = plan.main_scan();
-    let items = scan(main, take).await?;
-    let found = match plan.probe(&items) {
-        Some(probe) => !scan(probe, 1).await?.is_empty(),
-        None => false,
-    };
-    Ok(plan.finish(items, found))
-}
-
-fn bad_cursor() -> Error {
-    Error::field("cursor", "must be the id of an item of this list")
+/// A page, or why there is none.
+fn listed<T>(page: Result<Page<T>, Unlisted>) -> Result<Page<T>, Error> {
+    page.map_err(|why| match why {
+        Unlisted::NotFound => Error::NotFound,
+        Unlisted::BadCursor => Error::field("cursor", "must be the id of an item of this list"),
+    })
 }
 
 impl Livechat {

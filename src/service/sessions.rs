@@ -1,21 +1,11 @@
 //! Opening, reading, listing and closing sessions (CONTRACT section 4).
 
-use super::{Error, Livechat, PageRequest, Subject, bad_cursor, read_page, require_agent};
+use super::{Error, Livechat, Subject, listed, require_agent};
 use crate::domain::access::Caller;
 use crate::domain::ids::{SessionId, UserId};
-use crate::domain::page::{Page, Paged};
-use crate::domain::session::{self, NewSession, OpenRefused, Session, SessionFilter, SessionPosition};
+use crate::domain::page::{Page, PageRequest};
+use crate::domain::session::{self, NewSession, OpenRefused, Session, SessionFilter};
 use crate::domain::time::Timestamp;
-
-impl Paged for Session {
-    type Pos = SessionPosition;
-    fn pos(&self) -> SessionPosition {
-        self.position()
-    }
-    fn cursor(&self) -> String {
-        self.id.to_string()
-    }
-}
 
 impl Livechat {
     /// Opens the tenant's session: assigned to the agent the caller names,
@@ -63,18 +53,7 @@ impl Livechat {
         filter: &SessionFilter,
         page: PageRequest<SessionId>,
     ) -> Result<Page<Session>, Error> {
-        let store = self.store();
-        let cursor = match page.cursor {
-            Some(id) => {
-                let s = store.get_session(caller.tenant_id, id).await?.ok_or_else(bad_cursor)?;
-                Some((s.position(), id.to_string()))
-            }
-            None => None,
-        };
-        read_page(page.limit, page.direction, cursor, |scan, take| {
-            store.scan_sessions(caller.tenant_id, caller.user_id, filter, scan, take)
-        })
-        .await
+        listed(self.store().page_sessions(caller.tenant_id, caller.user_id, filter, &page).await?)
     }
 
     /// Closes a session; agents only; idempotent.

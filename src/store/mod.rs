@@ -23,8 +23,8 @@ use crate::domain::access::{AgentScope, Identity};
 use crate::domain::event::{Notice, ReadMark, StoredEvent};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};
-use crate::domain::page::Scan;
-use crate::domain::session::{InboxPosition, NewSession, Session, SessionFilter, SessionPosition};
+use crate::domain::page::{Page, PageRequest, Unlisted};
+use crate::domain::session::{InboxItem, NewSession, Session, SessionFilter};
 use crate::domain::time::Timestamp;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -48,26 +48,26 @@ pub trait SessionStore: Send + Sync {
     /// The session with this id in this tenant.
     async fn get_session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError>;
 
-    /// Up to `limit` sessions of the tenant matching `filter`, strictly past
-    /// the scan position, nearest first, each with `viewer`'s unread count.
-    async fn scan_sessions(
+    /// A page of the tenant's sessions matching `filter`, newest first, each
+    /// with `viewer`'s unread count, read on one connection. The cursor is a
+    /// session of the tenant ([`Unlisted::BadCursor`] otherwise).
+    async fn page_sessions(
         &self,
         tenant: TenantId,
         viewer: UserId,
         filter: &SessionFilter,
-        scan: Scan<SessionPosition>,
-        limit: u32,
-    ) -> Result<Vec<Session>, StoreError>;
+        page: &PageRequest<SessionId>,
+    ) -> Result<Result<Page<Session>, Unlisted>, StoreError>;
 
-    /// The agent inbox: OPEN sessions that are queued or assigned to `agent`,
-    /// in the tenants of `scope`, newest activity first, with unread counts.
-    async fn scan_inbox(
+    /// A page of the agent inbox: OPEN sessions that are queued or assigned
+    /// to `agent`, in the tenants of `scope`, newest activity first, with
+    /// unread counts.
+    async fn page_inbox(
         &self,
         agent: UserId,
         scope: &AgentScope,
-        scan: Scan<InboxPosition>,
-        limit: u32,
-    ) -> Result<Vec<Session>, StoreError>;
+        page: &PageRequest<(TenantId, SessionId)>,
+    ) -> Result<Result<Page<InboxItem>, Unlisted>, StoreError>;
 
     /// Marks an OPEN session CLOSED at `at` (with a `closed` event); a CLOSED
     /// one is returned as it is. `None` if the tenant has no such session.
@@ -112,16 +112,17 @@ pub trait MessageStore: Send + Sync {
     async fn message_seq(&self, tenant: TenantId, session: SessionId, id: MessageId)
     -> Result<Option<i64>, StoreError>;
 
-    /// Up to `limit` messages of the session matching `filter`, strictly past
-    /// the scan's sequence number, nearest first.
-    async fn scan_messages(
+    /// A page of the session's messages matching `filter`, newest first,
+    /// read on one connection: [`Unlisted::NotFound`] if the tenant has no
+    /// such session, [`Unlisted::BadCursor`] if the cursor is not one of its
+    /// messages.
+    async fn page_messages(
         &self,
         tenant: TenantId,
         session: SessionId,
         filter: &MessageFilter,
-        scan: Scan<i64>,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError>;
+        page: &PageRequest<MessageId>,
+    ) -> Result<Result<Page<Message>, Unlisted>, StoreError>;
 
     /// Up to `limit` persisted events of the session after sequence `after`,
     /// in order, read in one snapshot.
@@ -366,6 +367,9 @@ pub struct StoreConfig {
     /// After the database is found unreachable, how long requests fail fast
     /// with 503 before one request probes it again.
     pub retry_interval: Duration,
+    /// SQLite: how many of a session's own rows a term search tests before
+    /// it uses the trigram index shared by every tenant.
+    pub search_window: u32,
 }
 
 /// Which backend a URL selects.

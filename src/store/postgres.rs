@@ -35,6 +35,8 @@ impl Dialect for Postgres {
     }
 
     const NOTIFY_CHANNEL: Option<&'static str> = Some(CHANNEL);
+    const SUBSTRING_POSITION: &'static str = "strpos";
+    const WINDOWED_SEARCH: bool = false;
     // Refused connects are retried until the acquire timeout: that is how a
     // server that went away shows up.
     const POOL_TIMEOUT_IS_OUTAGE: bool = true;

@@ -32,6 +32,10 @@ impl Dialect for Sqlite {
     }
 
     const NOTIFY_CHANNEL: Option<&'static str> = None;
+    const SUBSTRING_POSITION: &'static str = "instr";
+    // A few milliseconds of the session's own rows; the FTS5 trigram index
+    // is one for every tenant, so its cost follows everyone's matches.
+    const WINDOWED_SEARCH: bool = true;
     // A local file is never "unreachable": a pool timeout means a queue of writers.
     const POOL_TIMEOUT_IS_OUTAGE: bool = false;
 
@@ -89,5 +93,7 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
         .connect_with(options)
         .await
         .context("opening SQLite read connections")?;
-    Ok(SqlStore::new(Db::new(reader, writer, config.retry_interval)))
+    let mut store = SqlStore::new(Db::new(reader, writer, config.retry_interval));
+    store.search_window = config.search_window;
+    Ok(store)
 }

@@ -257,6 +257,8 @@ pub struct TestOptions {
     pub cors_origins: Vec<reqwest::header::HeaderValue>,
     /// `/metrics` on an address of its own.
     pub metrics_bind: Option<SocketAddr>,
+    /// SQLite: rows a term search tests itself before the shared index.
+    pub search_window: u32,
     /// Action quotas; off unless a test sets them (the suite sends a lot as few users).
     pub quotas: livechat::service::QuotaSettings,
 }
@@ -281,6 +283,7 @@ impl Default for TestOptions {
             cors_origins: Vec::new(),
             metrics_bind: None,
             quotas: livechat::service::QuotaSettings::off(),
+            search_window: 5_000,
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -315,6 +318,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
             statement_timeout: Duration::from_secs(10),
             migrate: true,
             retry_interval: Duration::from_millis(200),
+            search_window: options.search_window,
         },
         auth: AuthConfig {
             keys: options.keys.clone(),

@@ -241,7 +241,50 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+async fn term_search_pages_the_same_across_the_searched_window(backend: Backend) {
+    // A window of 8 rows: searches cross from the session's own rows to the index.
+    let options = crate::helpers::TestOptions { search_window: 8, ..Default::default() };
+    let app = TestApp::spawn_with(backend, options).await;
+    let user = User::member(100, 12);
+    let session = app.open_session(&user, 12).await;
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let text = if i % 3 == 0 { format!("Kopi susu {i}") } else { format!("teh manis {i}") };
+        let id = app.send(&session, &user, 12, &text).await.id();
+        if i % 3 == 0 {
+            expected.push(id);
+        }
+    }
+    expected.reverse();
+    // Newest first, page by page.
+    let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+    for _ in 0..20 {
+        let c = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let r = app.get(&format!("/sessions/{session}/messages?term=kopi&limit=3{c}"), &user, 12).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        seen.extend(ids(&r));
+        let p = &r.body["meta"]["pagination"];
+        if p["has_next"] != true {
+            break;
+        }
+        cursor = p["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, expected, "every match once, newest first");
+    // Forwards from the oldest match: the rest, in pages, each shown newest first.
+    let oldest = expected.last().unwrap();
+    let r = app
+        .get(&format!("/sessions/{session}/messages?term=kopi&limit=100&direction=after&cursor={oldest}"), &user, 12)
+        .await;
+    assert_eq!(ids(&r), expected[..expected.len() - 1].to_vec());
+    assert_eq!(r.body["meta"]["pagination"]["has_next"], true);
+    assert_eq!(r.body["meta"]["pagination"]["has_prev"], false);
+    // A term no message holds: an empty page, whatever the window.
+    let r = app.get(&format!("/sessions/{session}/messages?term=cappuccino"), &user, 12).await;
+    assert!(ids(&r).is_empty());
+}
+
 conformance!(
+    term_search_pages_the_same_across_the_searched_window,
     sent_message_is_returned_whole_and_moves_the_session,
     invalid_messages_are_rejected_per_field,
     closed_session_rejects_new_messages_with_404_but_stays_readable,

@@ -13,6 +13,7 @@ fn config(db: &TestDb) -> StoreConfig {
         statement_timeout: Duration::from_secs(5),
         migrate: true,
         retry_interval: Duration::from_secs(1),
+        search_window: 5_000,
     }
 }
 

@@ -7,22 +7,44 @@ use super::{
 use crate::domain::event::{Notice, SessionChange, SessionEvent, StoredEvent};
 use crate::domain::ids::{MessageId, SessionId, TenantId};
 use crate::domain::message::{Appended, Idempotency, Message, MessageFilter, NewMessage};
-use crate::domain::page::Scan;
+use crate::domain::page::{Page, PagePlan, PageRequest, Scan, Unlisted};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
 use crate::store::{MessageStore, StoreError};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+/// How a scan tests `term`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TermMatch {
+    /// Through the engine's substring index.
+    Index,
+    /// By testing each row it reads (for reads bounded by other means).
+    Scan,
+}
+
 /// The page query of a session's messages: every filter narrows the
-/// session's own rows (by its primary key or an index), `term` goes through
-/// the engine's substring index.
+/// session's own rows (by its primary key or an index); `term` goes through
+/// the engine's substring index or is tested row by row, and `within`
+/// bounds the sequence on the far side (`(" >= ", seq)`).
 pub fn message_scan<DB: Dialect>(
     tenant: TenantId,
     session: SessionId,
     filter: &MessageFilter,
     scan: Scan<i64>,
     limit: u32,
+) -> QueryBuilder<DB> {
+    message_scan_with(tenant, session, filter, scan, limit, TermMatch::Index, None)
+}
+
+fn message_scan_with<DB: Dialect>(
+    tenant: TenantId,
+    session: SessionId,
+    filter: &MessageFilter,
+    scan: Scan<i64>,
+    limit: u32,
+    term_match: TermMatch,
+    within: Option<(&str, i64)>,
 ) -> QueryBuilder<DB> {
     let mut qb = QueryBuilder::<DB>::new("SELECT ");
     qb.push(MESSAGE_COLUMNS).push(" FROM messages WHERE tenant_id = ");
@@ -36,15 +58,70 @@ pub fn message_scan<DB: Dialect>(
     if let Some(end) = filter.end {
         qb.push(" AND created_at <= ").push_bind(end.micros());
     }
-    if let Some(term) = &filter.term {
-        DB::push_term_filter(&mut qb, term);
+    match (&filter.term, term_match) {
+        (Some(term), TermMatch::Index) => DB::push_term_filter(&mut qb, term),
+        (Some(term), TermMatch::Scan) => {
+            qb.push(" AND ").push(DB::SUBSTRING_POSITION).push("(message_folded, ");
+            qb.push_bind(term.folded().to_owned()).push(") > 0");
+        }
+        (None, _) => {}
     }
     let (at, cmp, order) = keyset(scan);
     if let Some(at) = at {
         qb.push(" AND seq").push(cmp).push_bind(at);
     }
+    if let Some((cmp, bound)) = within {
+        qb.push(" AND seq").push(cmp).push_bind(bound);
+    }
     qb.push(" ORDER BY seq").push(order).push(" LIMIT ").push_bind(i64::from(limit));
     qb
+}
+
+impl<DB: Dialect> SqlStore<DB> {
+    /// Up to `take` messages matching `filter` past the scan position,
+    /// nearest first. A search first tests the session's own next
+    /// `search_window` rows: a common term fills a page there, and a
+    /// session smaller than the window never touches the index shared with
+    /// every other session (and tenant); only what lies beyond it goes
+    /// through the substring index.
+    async fn scan_messages_on(
+        &self,
+        conn: &mut DB::Connection,
+        (tenant, session): (TenantId, SessionId),
+        filter: &MessageFilter,
+        scan: Scan<i64>,
+        take: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let decode = |rows: Vec<DB::Row>| {
+            rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>().map_err(StoreError::Internal)
+        };
+        let window = self.search_window.max(1);
+        let (Some(_), true) = (&filter.term, DB::WINDOWED_SEARCH) else {
+            return decode(self.tx_all(conn, &message_scan::<DB>(tenant, session, filter, scan, take)).await?);
+        };
+        // Where the window ends: the `window`-th row past the position, if there is one.
+        let (at, cmp, order) = keyset(scan);
+        let mut qb = QueryBuilder::<DB>::new("SELECT seq FROM messages WHERE tenant_id = ");
+        qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
+        if let Some(at) = at {
+            qb.push(" AND seq").push(cmp).push_bind(at);
+        }
+        qb.push(" ORDER BY seq").push(order).push(" LIMIT 1 OFFSET ").push_bind(i64::from(window - 1));
+        let edge = self.tx_one(conn, &qb).await?.map(|r| r.int("seq")).transpose().map_err(StoreError::Internal)?;
+        let (inside, beyond) = match scan {
+            Scan::Older(_) => (" >= ", Scan::Older(edge)),
+            Scan::Newer(_) => (" <= ", Scan::Newer(edge)),
+        };
+        let windowed =
+            message_scan_with::<DB>(tenant, session, filter, scan, take, TermMatch::Scan, edge.map(|e| (inside, e)));
+        let mut found = decode(self.tx_all(conn, &windowed).await?)?;
+        let missing = take.saturating_sub(u32::try_from(found.len()).unwrap_or(u32::MAX));
+        if edge.is_some() && missing > 0 {
+            let rest = message_scan::<DB>(tenant, session, filter, beyond, missing);
+            found.extend(decode(self.tx_all(conn, &rest).await?)?);
+        }
+        Ok(found)
+    }
 }
 
 /// Finds the message an idempotency key was first used for, with the body fingerprint.
@@ -203,16 +280,47 @@ impl<DB: Dialect> MessageStore for SqlStore<DB> {
         row.map(|r| r.int("seq")).transpose().map_err(StoreError::Internal)
     }
 
-    async fn scan_messages(
+    async fn page_messages(
         &self,
         tenant: TenantId,
         session: SessionId,
         filter: &MessageFilter,
-        scan: Scan<i64>,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        let rows = self.read_all(&message_scan::<DB>(tenant, session, filter, scan, limit)).await?;
-        rows.iter().map(message_from_row).collect::<Result<_, _>>().map_err(StoreError::Internal)
+        page: &PageRequest<MessageId>,
+    ) -> Result<Result<Page<Message>, Unlisted>, StoreError> {
+        let mut conn = self.db.read().await?;
+        // The session and the cursor's place, in one statement.
+        let mut qb = QueryBuilder::<DB>::new("SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE tenant_id = ");
+        qb.push_bind(tenant.get()).push(" AND id = ").push_bind(session.uuid());
+        qb.push(") THEN 1 ELSE 0 END AS BIGINT) AS found");
+        if let Some(cursor) = page.cursor {
+            qb.push(", (SELECT seq FROM messages WHERE tenant_id = ").push_bind(tenant.get());
+            qb.push(" AND session_id = ").push_bind(session.uuid()).push(" AND id = ").push_bind(cursor.uuid());
+            qb.push(") AS cursor_seq");
+        }
+        let row = self.tx_one(&mut conn, &qb).await?.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?;
+        if row.int("found").map_err(StoreError::Internal)? == 0 {
+            return Ok(Err(Unlisted::NotFound));
+        }
+        let cursor = match page.cursor {
+            Some(id) => match row.opt_int("cursor_seq").map_err(StoreError::Internal)? {
+                Some(seq) => Some((seq, id.to_string())),
+                None => return Ok(Err(Unlisted::BadCursor)),
+            },
+            None => None,
+        };
+        let plan = PagePlan::new(page.limit, page.direction, cursor);
+        if filter.term.is_none() {
+            let scan = |scan, limit| message_scan::<DB>(tenant, session, filter, scan, limit);
+            return self.read_page(&mut conn, plan, scan, message_from_row).await.map(Ok);
+        }
+        let key = (tenant, session);
+        let (main, take) = plan.main_scan();
+        let items = self.scan_messages_on(&mut conn, key, filter, main, take).await?;
+        let found = match plan.probe(&items) {
+            Some(probe) => !self.scan_messages_on(&mut conn, key, filter, probe, 1).await?.is_empty(),
+            None => false,
+        };
+        Ok(Ok(plan.finish(items, found)))
     }
 
     async fn events_after(

@@ -22,6 +22,7 @@ use super::{CommitOutcome, Store, StoreError, StoreStats};
 use crate::domain::event::{Notice, SessionChange};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Message, SearchTerm};
+use crate::domain::page::{Page, PagePlan, Paged, Scan};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
 use crate::metrics::{ErrorLabels, Metrics};
@@ -45,6 +46,14 @@ pub trait Dialect: Exec + Database<Row: Record> {
 
     /// Adds `AND <folded text contains term>` using the engine's substring index.
     fn push_term_filter(qb: &mut QueryBuilder<Self>, term: &SearchTerm);
+
+    /// The function giving the position of a substring (`instr`, `strpos`).
+    const SUBSTRING_POSITION: &'static str;
+
+    /// Whether a term search should first test the session's own rows
+    /// before using the substring index (`false`: the engine's planner
+    /// weighs the index against the session's rows itself).
+    const WINDOWED_SEARCH: bool;
 
     /// Whether a database error is a violation of this constraint (by its
     /// name, never "any unique violation").
@@ -420,6 +429,8 @@ pub struct SqlStore<DB: Database> {
     pub(super) notices: broadcast::Sender<Notice>,
     /// Background tasks to stop at shutdown (the PostgreSQL listener).
     pub(super) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Rows of a session a term search tests itself first, on engines that window.
+    pub(super) search_window: u32,
 }
 
 /// How many notices a slow node-local consumer may fall behind before it
@@ -429,7 +440,7 @@ pub const NOTICE_BUFFER: usize = 4096;
 impl<DB: Dialect> SqlStore<DB> {
     /// Wraps the pools.
     pub fn new(db: Db<DB>) -> Self {
-        Self { db, notices: broadcast::channel(NOTICE_BUFFER).0, tasks: Mutex::default() }
+        Self { db, notices: broadcast::channel(NOTICE_BUFFER).0, tasks: Mutex::default(), search_window: 5_000 }
     }
 
     /// Counts storage errors in `metrics`.
@@ -462,6 +473,36 @@ impl<DB: Dialect> SqlStore<DB> {
         DB::execute(&mut conn, qb).await.map_err(|e| self.db.fail(e))
     }
 
+    /// Reads one page on `conn`: the main scan, then (when its answer is not
+    /// already known) an `EXISTS` probe past the page's far side.
+    async fn read_page<T, F>(
+        &self,
+        conn: &mut DB::Connection,
+        plan: PagePlan<T::Pos>,
+        scan: F,
+        decode: fn(&DB::Row) -> Result<T, sqlx::Error>,
+    ) -> Result<Page<T>, StoreError>
+    where
+        T: Paged,
+        F: Fn(Scan<T::Pos>, u32) -> QueryBuilder<DB>,
+    {
+        let (main, take) = plan.main_scan();
+        let rows = self.tx_all(conn, &scan(main, take)).await?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<T>, _>>().map_err(StoreError::Internal)?;
+        let found = match plan.probe(&items) {
+            Some(probe) => self.exists(conn, scan(probe, 1)).await?,
+            None => false,
+        };
+        Ok(plan.finish(items, found))
+    }
+
+    /// Whether `qb` returns a row, asked as `EXISTS` (no row is read whole).
+    async fn exists(&self, conn: &mut DB::Connection, mut qb: QueryBuilder<DB>) -> Result<bool, StoreError> {
+        qb.prefix("SELECT CAST(CASE WHEN EXISTS (").push(") THEN 1 ELSE 0 END AS BIGINT) AS found");
+        let row = self.tx_one(conn, &qb).await?.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?;
+        Ok(row.int("found").map_err(StoreError::Internal)? != 0)
+    }
+
     /// Runs `qb` inside `tx` and returns every row.
     async fn tx_all(&self, tx: &mut DB::Connection, qb: &QueryBuilder<DB>) -> Result<Vec<DB::Row>, StoreError> {
         DB::fetch_all(tx, qb).await.map_err(|e| self.db.fail(e))
@@ -482,7 +523,7 @@ impl<DB: Dialect> SqlStore<DB> {
     pub async fn explain_term_search(&self, term: &SearchTerm) -> anyhow::Result<super::TermSearchPlans> {
         let filter = crate::domain::message::MessageFilter { term: Some(term.clone()), ..Default::default() };
         let (tenant, session) = (TenantId::new(1)?, SessionId::generate());
-        let in_session = message_scan::<DB>(tenant, session, &filter, crate::domain::page::Scan::Older(None), 10);
+        let in_session = message_scan::<DB>(tenant, session, &filter, Scan::Older(None), 10);
         let mut predicate = QueryBuilder::<DB>::new("SELECT id FROM messages WHERE true");
         DB::push_term_filter(&mut predicate, term);
         Ok(super::TermSearchPlans {

@@ -4,8 +4,10 @@ use super::{Constraint, Dialect, QueryBuilder, Record, SESSION_COLUMNS, SqlStore
 use crate::domain::access::AgentScope;
 use crate::domain::event::SessionChange;
 use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::page::Scan;
-use crate::domain::session::{InboxPosition, NewSession, Session, SessionFilter, SessionPosition, SessionStatus};
+use crate::domain::page::{Page, PagePlan, PageRequest, Scan, Unlisted};
+use crate::domain::session::{
+    InboxItem, InboxPosition, NewSession, Session, SessionFilter, SessionPosition, SessionStatus,
+};
 use crate::domain::time::Timestamp;
 use crate::store::{SessionStore, StoreError};
 use async_trait::async_trait;
@@ -16,6 +18,14 @@ pub(super) fn keyset<P>(scan: Scan<P>) -> (Option<P>, &'static str, &'static str
         Scan::Older(at) => (at, " < ", " DESC"),
         Scan::Newer(at) => (at, " > ", " ASC"),
     }
+}
+
+/// The session with this id in this tenant.
+fn session_by_id<DB: Dialect>(tenant: TenantId, id: SessionId) -> QueryBuilder<DB> {
+    let mut qb = QueryBuilder::<DB>::new("SELECT ");
+    qb.push(SESSION_COLUMNS).push(" FROM sessions WHERE tenant_id = ");
+    qb.push_bind(tenant.get()).push(" AND id = ").push_bind(id.uuid());
+    qb
 }
 
 /// The unread count of `viewer` per session row `s` (messages from others after the read mark).
@@ -39,6 +49,17 @@ fn listed_session(row: &impl Record) -> Result<Session, sqlx::Error> {
 const OPEN_ATTEMPTS: usize = 16;
 
 impl<DB: Dialect> SqlStore<DB> {
+    /// A session of the tenant, read on `conn` (to place a cursor).
+    async fn position(
+        &self,
+        conn: &mut DB::Connection,
+        tenant: TenantId,
+        id: SessionId,
+    ) -> Result<Option<Session>, StoreError> {
+        let row = self.tx_one(conn, &session_by_id::<DB>(tenant, id)).await?;
+        row.map(|r| session_from_row(&r)).transpose().map_err(StoreError::Internal)
+    }
+
     /// Inserts the session with its `opened` event; `None` if the tenant
     /// already has an OPEN session (the partial unique index fired).
     async fn insert_session(&self, new: &NewSession) -> Result<Option<Session>, StoreError> {
@@ -68,11 +89,6 @@ impl<DB: Dialect> SqlStore<DB> {
         let notice = self.record_event(&mut tx, &session, 1, SessionChange::Opened, new.created_at).await?;
         self.commit_announcing(tx, &[notice]).await?;
         Ok(Some(session))
-    }
-
-    async fn scan_listed(&self, qb: &QueryBuilder<DB>) -> Result<Vec<Session>, StoreError> {
-        let rows = self.read_all(qb).await?;
-        rows.iter().map(listed_session).collect::<Result<_, _>>().map_err(StoreError::Internal)
     }
 
     /// The tenant's OPEN session, if any.
@@ -107,76 +123,97 @@ impl<DB: Dialect> SessionStore for SqlStore<DB> {
     }
 
     async fn get_session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError> {
-        let mut qb = QueryBuilder::<DB>::new("SELECT ");
-        qb.push(SESSION_COLUMNS).push(" FROM sessions WHERE tenant_id = ");
-        qb.push_bind(tenant.get()).push(" AND id = ").push_bind(id.uuid());
-        let row = self.read_one(&qb).await?;
+        let row = self.read_one(&session_by_id::<DB>(tenant, id)).await?;
         row.map(|r| session_from_row(&r)).transpose().map_err(StoreError::Internal)
     }
 
-    async fn scan_sessions(
+    async fn page_sessions(
         &self,
         tenant: TenantId,
         viewer: UserId,
         filter: &SessionFilter,
-        scan: Scan<SessionPosition>,
-        limit: u32,
-    ) -> Result<Vec<Session>, StoreError> {
-        let mut qb = QueryBuilder::<DB>::new("SELECT ");
-        qb.push(SESSION_COLUMNS);
-        unread_column(&mut qb, viewer);
-        qb.push(" FROM sessions s WHERE tenant_id = ").push_bind(tenant.get());
-        if let Some(status) = filter.status {
-            qb.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(agent) = filter.agent_id {
-            qb.push(" AND agent_id = ").push_bind(agent.get());
-        }
-        let (at, cmp, order) = keyset(scan);
-        if let Some(at) = at {
-            qb.push(" AND (created_at").push(cmp).push_bind(at.created_at.micros());
-            qb.push(" OR (created_at = ").push_bind(at.created_at.micros());
-            qb.push(" AND id").push(cmp).push_bind(at.id.uuid()).push("))");
-        }
-        qb.push(" ORDER BY created_at").push(order).push(", id").push(order);
-        qb.push(" LIMIT ").push_bind(i64::from(limit));
-        self.scan_listed(&qb).await
+        page: &PageRequest<SessionId>,
+    ) -> Result<Result<Page<Session>, Unlisted>, StoreError> {
+        let mut conn = self.db.read().await?;
+        let cursor = match page.cursor {
+            Some(id) => match self.position(&mut conn, tenant, id).await? {
+                Some(s) => Some((s.position(), id.to_string())),
+                None => return Ok(Err(Unlisted::BadCursor)),
+            },
+            None => None,
+        };
+        let plan = PagePlan::new(page.limit, page.direction, cursor);
+        let scan = |scan: Scan<SessionPosition>, limit: u32| {
+            let mut qb = QueryBuilder::<DB>::new("SELECT ");
+            qb.push(SESSION_COLUMNS);
+            unread_column(&mut qb, viewer);
+            qb.push(" FROM sessions s WHERE tenant_id = ").push_bind(tenant.get());
+            if let Some(status) = filter.status {
+                qb.push(" AND status = ").push_bind(status.as_str());
+            }
+            if let Some(agent) = filter.agent_id {
+                qb.push(" AND agent_id = ").push_bind(agent.get());
+            }
+            let (at, cmp, order) = keyset(scan);
+            if let Some(at) = at {
+                qb.push(" AND (created_at").push(cmp).push_bind(at.created_at.micros());
+                qb.push(" OR (created_at = ").push_bind(at.created_at.micros());
+                qb.push(" AND id").push(cmp).push_bind(at.id.uuid()).push("))");
+            }
+            qb.push(" ORDER BY created_at").push(order).push(", id").push(order);
+            qb.push(" LIMIT ").push_bind(i64::from(limit));
+            qb
+        };
+        self.read_page(&mut conn, plan, scan, listed_session).await.map(Ok)
     }
 
-    async fn scan_inbox(
+    async fn page_inbox(
         &self,
         agent: UserId,
         scope: &AgentScope,
-        scan: Scan<InboxPosition>,
-        limit: u32,
-    ) -> Result<Vec<Session>, StoreError> {
-        let mut qb = QueryBuilder::<DB>::new("SELECT ");
-        qb.push(SESSION_COLUMNS);
-        unread_column(&mut qb, agent);
-        qb.push(" FROM sessions s WHERE status = ").push_bind(SessionStatus::Open.as_str());
-        qb.push(" AND (agent_id IS NULL OR agent_id = ").push_bind(agent.get()).push(")");
-        if let AgentScope::Tenants(tenants) = scope {
-            qb.push(" AND tenant_id IN (");
-            for (i, t) in tenants.iter().enumerate() {
-                if i > 0 {
-                    qb.push(", ");
+        page: &PageRequest<(TenantId, SessionId)>,
+    ) -> Result<Result<Page<InboxItem>, Unlisted>, StoreError> {
+        let mut conn = self.db.read().await?;
+        let cursor = match page.cursor {
+            Some((tenant, id)) if scope.covers(tenant) => match self.position(&mut conn, tenant, id).await? {
+                Some(s) => Some((s.inbox_position(), format!("{tenant}.{id}"))),
+                None => return Ok(Err(Unlisted::BadCursor)),
+            },
+            Some(_) => return Ok(Err(Unlisted::BadCursor)),
+            None => None,
+        };
+        let plan = PagePlan::new(page.limit, page.direction, cursor);
+        let scan = |scan: Scan<InboxPosition>, limit: u32| {
+            let mut qb = QueryBuilder::<DB>::new("SELECT ");
+            qb.push(SESSION_COLUMNS);
+            unread_column(&mut qb, agent);
+            qb.push(" FROM sessions s WHERE status = ").push_bind(SessionStatus::Open.as_str());
+            qb.push(" AND (agent_id IS NULL OR agent_id = ").push_bind(agent.get()).push(")");
+            if let AgentScope::Tenants(tenants) = scope {
+                qb.push(" AND tenant_id IN (");
+                for (i, t) in tenants.iter().enumerate() {
+                    if i > 0 {
+                        qb.push(", ");
+                    }
+                    qb.push_bind(t.get());
                 }
-                qb.push_bind(t.get());
+                qb.push(")");
             }
-            qb.push(")");
-        }
-        let (at, cmp, order) = keyset(scan);
-        if let Some(at) = at {
-            let u = at.updated_at.micros();
-            let t = at.tenant_id.get();
-            qb.push(" AND (updated_at").push(cmp).push_bind(u);
-            qb.push(" OR (updated_at = ").push_bind(u).push(" AND (tenant_id").push(cmp).push_bind(t);
-            qb.push(" OR (tenant_id = ").push_bind(t).push(" AND id").push(cmp).push_bind(at.id.uuid());
-            qb.push("))))");
-        }
-        qb.push(" ORDER BY updated_at").push(order).push(", tenant_id").push(order).push(", id").push(order);
-        qb.push(" LIMIT ").push_bind(i64::from(limit));
-        self.scan_listed(&qb).await
+            let (at, cmp, order) = keyset(scan);
+            if let Some(at) = at {
+                let u = at.updated_at.micros();
+                let t = at.tenant_id.get();
+                qb.push(" AND (updated_at").push(cmp).push_bind(u);
+                qb.push(" OR (updated_at = ").push_bind(u).push(" AND (tenant_id").push(cmp).push_bind(t);
+                qb.push(" OR (tenant_id = ").push_bind(t).push(" AND id").push(cmp).push_bind(at.id.uuid());
+                qb.push("))))");
+            }
+            qb.push(" ORDER BY updated_at").push(order).push(", tenant_id").push(order).push(", id").push(order);
+            qb.push(" LIMIT ").push_bind(i64::from(limit));
+            qb
+        };
+        let decode = |row: &DB::Row| listed_session(row).map(InboxItem);
+        self.read_page(&mut conn, plan, scan, decode).await.map(Ok)
     }
 
     async fn close_session(
