@@ -41,6 +41,20 @@ impl CommitGate {
         self.0.compare_exchange(OPEN, CALLED_OFF, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     }
 
+    /// Whether it was called off.
+    pub fn called_off(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == CALLED_OFF
+    }
+
+    /// Passes the gate for a commit about to be sent: `false` if the write
+    /// was called off (passing again, for a retried commit, is fine).
+    pub fn pass_now(&self) -> bool {
+        match self.0.compare_exchange(OPEN, COMMITTING, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => true,
+            Err(state) => state == COMMITTING,
+        }
+    }
+
     /// Whether COMMIT was sent (the outcome is then the database's to tell).
     pub fn committing(&self) -> bool {
         self.0.load(Ordering::SeqCst) == COMMITTING
@@ -50,8 +64,13 @@ impl CommitGate {
 /// Passes the current write's gate, if it runs under one: `false` if the
 /// write was called off and must roll back instead of committing.
 pub(super) fn pass() -> bool {
-    GATE.try_with(|gate| gate.0.compare_exchange(OPEN, COMMITTING, Ordering::SeqCst, Ordering::SeqCst).is_ok())
-        .unwrap_or(true)
+    GATE.try_with(CommitGate::pass_now).unwrap_or(true)
+}
+
+/// The gate of the write running on this task, if any (handed to another
+/// task that commits on its behalf).
+pub(super) fn current() -> Option<CommitGate> {
+    GATE.try_with(Clone::clone).ok()
 }
 
 #[cfg(test)]

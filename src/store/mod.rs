@@ -396,10 +396,17 @@ impl Backend {
 /// Connects to the configured backend (running migrations if asked).
 pub async fn connect(config: &StoreConfig, metrics: Arc<Metrics>) -> anyhow::Result<Arc<dyn Store>> {
     match config.url.backend() {
-        Some(Backend::Sqlite) => Ok(Arc::new(sqlite::connect(config).await?.with_metrics(metrics))),
-        Some(Backend::Postgres) => Ok(Arc::new(postgres::connect(config).await?.with_metrics(metrics))),
+        Some(Backend::Sqlite) => Ok(started(sqlite::connect(config).await?.with_metrics(metrics))),
+        Some(Backend::Postgres) => Ok(started(postgres::connect(config).await?.with_metrics(metrics))),
         None => anyhow::bail!("database URL must start with sqlite:// or postgres://"),
     }
+}
+
+/// A store shared and with its writers running.
+fn started<DB: sql::Dialect>(store: sql::SqlStore<DB>) -> Arc<dyn Store> {
+    let store = Arc::new(store);
+    store.start_writers();
+    store
 }
 
 /// Applies pending migrations, then disconnects.

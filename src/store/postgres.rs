@@ -37,6 +37,8 @@ impl Dialect for Postgres {
     const NOTIFY_CHANNEL: Option<&'static str> = Some(CHANNEL);
     const SUBSTRING_POSITION: &'static str = "strpos";
     const WINDOWED_SEARCH: bool = false;
+    const WRITERS: usize = 2;
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
     // Refused connects are retried until the acquire timeout: that is how a
     // server that went away shows up.
     const POOL_TIMEOUT_IS_OUTAGE: bool = true;

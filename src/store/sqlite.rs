@@ -36,6 +36,10 @@ impl Dialect for Sqlite {
     // A few milliseconds of the session's own rows; the FTS5 trigram index
     // is one for every tenant, so its cost follows everyone's matches.
     const WINDOWED_SEARCH: bool = true;
+    // One writer connection: one writer task.
+    const WRITERS: usize = 1;
+    // One writer at a time holds the database: nothing to lock row by row.
+    const LOCK_ROWS: &'static str = "";
     // A local file is never "unreachable": a pool timeout means a queue of writers.
     const POOL_TIMEOUT_IS_OUTAGE: bool = false;
 

@@ -4,7 +4,7 @@ use super::sessions::keyset;
 use super::{
     Dialect, MESSAGE_COLUMNS, QueryBuilder, Record, SqlStore, corrupt, message_from_row, opt_user, status, tenant, user,
 };
-use crate::domain::event::{Notice, SessionChange, SessionEvent, StoredEvent};
+use crate::domain::event::{SessionChange, SessionEvent, StoredEvent};
 use crate::domain::ids::{MessageId, SessionId, TenantId};
 use crate::domain::message::{Appended, Idempotency, Message, MessageFilter, NewMessage};
 use crate::domain::page::{Page, PagePlan, PageRequest, Scan, Unlisted};
@@ -180,77 +180,7 @@ impl<DB: Dialect> MessageStore for SqlStore<DB> {
                 return replay(&row, idem);
             }
         }
-        let mut tx = self.db.begin().await?;
-
-        // Taking the next sequence number locks the session row until commit,
-        // which makes sequence order equal to commit order.
-        let mut qb = QueryBuilder::<DB>::new("UPDATE sessions SET last_seq = last_seq + 1 WHERE tenant_id = ");
-        qb.push_bind(new.tenant_id.get()).push(" AND id = ").push_bind(new.session_id.uuid());
-        qb.push(" AND status = ").push_bind(SessionStatus::Open.as_str());
-        qb.push(" RETURNING last_seq, last_message_at");
-        let Some(row) = self.tx_one(&mut tx, &qb).await? else {
-            return Err(StoreError::SessionNotOpen);
-        };
-        let seq = row.int("last_seq").map_err(StoreError::Internal)?;
-        let previous = row.opt_int("last_message_at").map_err(StoreError::Internal)?;
-
-        // Checked again under the session lock: a concurrent retry with the
-        // same key may have committed since the first look.
-        if let Some(idem) = &new.idempotency {
-            if let Some(row) = self.tx_one(&mut tx, &idempotency_lookup::<DB>(new, idem)).await? {
-                // Dropping the transaction rolls back the sequence bump.
-                return replay(&row, idem);
-            }
-        }
-
-        let created_at = Timestamp::next_after(previous.map(Timestamp::from_micros), new.now);
-        let mut qb = QueryBuilder::<DB>::new("UPDATE sessions SET last_message_at = ");
-        qb.push_bind(created_at.micros()).push(", updated_at = ").push_bind(created_at.micros());
-        qb.push(" WHERE tenant_id = ").push_bind(new.tenant_id.get());
-        qb.push(" AND id = ").push_bind(new.session_id.uuid());
-        self.tx_run(&mut tx, &qb).await?;
-
-        let mut qb = QueryBuilder::<DB>::new("INSERT INTO messages (");
-        qb.push(MESSAGE_COLUMNS).push(", message_folded) VALUES ");
-        qb.push_values(vec![
-            new.id.uuid().into(),
-            new.tenant_id.get().into(),
-            new.session_id.uuid().into(),
-            seq.into(),
-            new.sender_id.get().into(),
-            new.text.as_str().into(),
-            created_at.micros().into(),
-            new.text.folded().into(),
-        ]);
-        self.tx_run(&mut tx, &qb).await?;
-
-        if let Some(idem) = &new.idempotency {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO idempotency_keys (tenant_id, session_id, sender_id, idem_key, fingerprint, message_seq, created_at) VALUES ",
-            );
-            qb.push_values(vec![
-                new.tenant_id.get().into(),
-                new.session_id.uuid().into(),
-                new.sender_id.get().into(),
-                idem.key.as_str().into(),
-                idem.fingerprint.clone().into(),
-                seq.into(),
-                created_at.micros().into(),
-            ]);
-            self.tx_run(&mut tx, &qb).await?;
-        }
-
-        let notice = Notice::Committed { tenant: new.tenant_id, session: new.session_id, seq, session_change: false };
-        self.commit_announcing(tx, &[notice]).await?;
-        Ok(Appended::Created(Message {
-            id: new.id,
-            tenant_id: new.tenant_id,
-            session_id: new.session_id,
-            seq,
-            sender_id: new.sender_id,
-            message: new.text.as_str().to_owned(),
-            created_at,
-        }))
+        self.append_batched(new.clone()).await
     }
 
     async fn message(

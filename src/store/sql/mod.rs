@@ -10,6 +10,7 @@
 //! One file per aggregate: `sessions`, `messages` (and their events),
 //! `reads`, `presence`, `tickets`, plus the notice `bus`.
 
+mod appends;
 mod bus;
 mod messages;
 mod presence;
@@ -49,6 +50,12 @@ pub trait Dialect: Exec + Database<Row: Record> {
 
     /// The function giving the position of a substring (`instr`, `strpos`).
     const SUBSTRING_POSITION: &'static str;
+
+    /// Writer tasks committing batches of messages (sessions spread over them).
+    const WRITERS: usize;
+
+    /// Appended to a `SELECT` that must lock the rows it reads until commit.
+    const LOCK_ROWS: &'static str;
 
     /// Whether a term search should first test the session's own rows
     /// before using the substring index (`false`: the engine's planner
@@ -431,6 +438,8 @@ pub struct SqlStore<DB: Database> {
     pub(super) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Rows of a session a term search tests itself first, on engines that window.
     pub(super) search_window: u32,
+    /// The group-commit writers' queues, once started.
+    pub(super) appends: std::sync::OnceLock<Vec<tokio::sync::mpsc::Sender<appends::Append>>>,
 }
 
 /// How many notices a slow node-local consumer may fall behind before it
@@ -440,7 +449,13 @@ pub const NOTICE_BUFFER: usize = 4096;
 impl<DB: Dialect> SqlStore<DB> {
     /// Wraps the pools.
     pub fn new(db: Db<DB>) -> Self {
-        Self { db, notices: broadcast::channel(NOTICE_BUFFER).0, tasks: Mutex::default(), search_window: 5_000 }
+        Self {
+            db,
+            notices: broadcast::channel(NOTICE_BUFFER).0,
+            tasks: Mutex::default(),
+            search_window: 5_000,
+            appends: std::sync::OnceLock::new(),
+        }
     }
 
     /// Counts storage errors in `metrics`.
