@@ -8,6 +8,7 @@ use crate::http::{AppState, router};
 use crate::realtime::{self, Realtime, RealtimeSettings};
 use crate::service::{Limits, Livechat};
 use crate::store::{self, StoreConfig};
+use crate::webhooks::{self, WebhookSettings};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +37,8 @@ pub struct Settings {
     pub rate_limit: (u32, u32),
     /// Drain time at shutdown.
     pub shutdown_timeout: Duration,
+    /// Webhook subscriptions and delivery.
+    pub webhooks: WebhookSettings,
 }
 
 /// A bound, ready-to-run server.
@@ -46,6 +49,7 @@ pub struct Application {
     stop_streams: watch::Sender<bool>,
     max_body_bytes: usize,
     shutdown_timeout: Duration,
+    webhooks: WebhookSettings,
 }
 
 impl Application {
@@ -56,7 +60,8 @@ impl Application {
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr()?;
-        let chat = Livechat::new(store, settings.policy, settings.limits);
+        let chat =
+            Livechat::new(store, settings.policy, settings.limits).with_webhook_rules(settings.webhooks.rules.clone());
         let (rt, stop_streams) = Realtime::new(chat.clone(), settings.realtime);
         let rate_limit = RateLimit::new(settings.rate_limit.0, settings.rate_limit.1);
         Ok(Self {
@@ -66,6 +71,7 @@ impl Application {
             stop_streams,
             max_body_bytes: settings.max_body_bytes,
             shutdown_timeout: settings.shutdown_timeout,
+            webhooks: settings.webhooks,
         })
     }
 
@@ -82,6 +88,8 @@ impl Application {
         let state = self.state.clone();
         let mut background = realtime::start(state.realtime());
         background.push(tokio::spawn(prune_rate_limits(state.clone())));
+        let rt = state.realtime().clone();
+        background.push(webhooks::start(state.chat().clone(), self.webhooks, async move { rt.stopping().await })?);
         let app = router(self.state, self.max_body_bytes);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();

@@ -137,6 +137,8 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let mut dev_secret = None;
     if args.dev {
         args.bind.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        // Development receivers run on this machine, usually over plain http.
+        args.webhooks.webhook_allow_private = true;
         if args.jwt.auth_config()?.is_none() {
             let secret = Secret::new(hex::encode(rand::random::<[u8; 32]>()));
             args.jwt.jwt_secret = Some(secret.clone());
@@ -161,6 +163,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         realtime: args.realtime()?,
         rate_limit: (args.rate_limit_per_minute, args.rate_limit_burst),
         shutdown_timeout: args.shutdown_timeout,
+        webhooks: args.webhooks.settings()?,
     };
     let backend = settings.store.url.backend();
     let app = Application::build(settings).await?;

@@ -15,6 +15,7 @@ mod request_id;
 pub mod response;
 mod sessions;
 mod streams;
+mod webhooks;
 
 use crate::auth::Verifier;
 use crate::realtime::Realtime;
@@ -74,6 +75,7 @@ fn api() -> Router<AppState> {
         .merge(messages::router())
         .merge(agents::router())
         .merge(streams::router())
+        .merge(webhooks::router())
         .route("/openapi.json", axum::routing::get(openapi::serve))
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -10,6 +10,7 @@
 //! - `presence`: agents going online and offline, and its upkeep.
 //! - `tickets`: single-use stream tickets.
 //! - `streams`: stream admission, subscribing, replay.
+//! - `webhooks`: subscriptions, the delivery log, the worker's storage steps.
 
 mod assignment;
 mod error;
@@ -20,11 +21,13 @@ mod reads;
 mod sessions;
 mod streams;
 mod tickets;
+mod webhooks;
 
 pub use error::{Error, FieldErrors, Problems};
 pub use inbox::{InboxItem, parse_inbox_cursor};
 pub use streams::Subscription;
 pub use tickets::IssuedTicket;
+pub use webhooks::{WebhookInput, WebhookRules, resolve_allowed};
 
 use crate::domain::access::{AccessPolicy, AgentScope, Caller, Identity};
 use crate::domain::ids::TenantId;
@@ -62,6 +65,7 @@ struct Inner {
     store: Arc<dyn Store>,
     policy: AccessPolicy,
     limits: Limits,
+    webhooks: WebhookRules,
 }
 
 /// How a list request asks for its page.
@@ -117,7 +121,18 @@ fn bad_cursor() -> Error {
 impl Livechat {
     /// The use cases over `store`, admitting callers by `policy`.
     pub fn new(store: Arc<dyn Store>, policy: AccessPolicy, limits: Limits) -> Self {
-        Self(Arc::new(Inner { store, policy, limits }))
+        Self(Arc::new(Inner { store, policy, limits, webhooks: WebhookRules::default() }))
+    }
+
+    /// The same use cases with these webhook rules (call before cloning).
+    pub fn with_webhook_rules(self, webhooks: WebhookRules) -> Self {
+        let inner = &self.0;
+        Self(Arc::new(Inner {
+            store: inner.store.clone(),
+            policy: inner.policy.clone(),
+            limits: inner.limits,
+            webhooks,
+        }))
     }
 
     fn store(&self) -> &Arc<dyn Store> {

@@ -1,6 +1,6 @@
 //! PostgreSQL, for several server nodes on one database.
 
-use super::sql::{Db, Dialect, Explain, QueryBuilder, SqlStore};
+use super::sql::{Db, Dialect, Explain, QueryBuilder, SqlStore, WebhookSql};
 use super::{StoreConfig, migrations};
 use crate::domain::event::Notice;
 use crate::domain::message::SearchTerm;
@@ -43,6 +43,15 @@ impl Dialect for Postgres {
     // serve the search (on a small table the planner would rightly scan).
     const EXPLAIN: Explain =
         Explain { prefix: "EXPLAIN ", setup: &["SET LOCAL enable_seqscan = off"], column: "QUERY PLAN" };
+
+    // The advisory key is arbitrary but fixed: 'w','h' as bytes.
+    const WEBHOOKS: WebhookSql = WebhookSql {
+        row_locks: true,
+        outbox_order: "pos",
+        dispatch_lock: Some(
+            "SELECT CAST(CASE WHEN pg_try_advisory_xact_lock(30568) THEN 1 ELSE 0 END AS BIGINT) AS locked",
+        ),
+    };
 
     fn is_outage(err: &dyn DatabaseError) -> bool {
         // Connection exceptions, shutdowns, "cannot connect now", too many connections.

@@ -1,6 +1,6 @@
 //! SQLite, the embedded default: one file, WAL, one writer connection.
 
-use super::sql::{Db, Dialect, Explain, QueryBuilder, SqlStore};
+use super::sql::{Db, Dialect, Explain, QueryBuilder, SqlStore, WebhookSql};
 use super::{StoreConfig, migrations};
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
@@ -36,6 +36,9 @@ impl Dialect for Sqlite {
     const POOL_TIMEOUT_IS_OUTAGE: bool = false;
 
     const EXPLAIN: Explain = Explain { prefix: "EXPLAIN QUERY PLAN ", setup: &[], column: "detail" };
+
+    // One writer connection: transactions never interleave.
+    const WEBHOOKS: WebhookSql = WebhookSql { row_locks: false, outbox_order: "rowid", dispatch_lock: None };
 
     fn is_outage(_: &dyn DatabaseError) -> bool {
         // A local file: busy or full is not the database going away.

@@ -8,6 +8,7 @@ use livechat::domain::access::AccessPolicy;
 use livechat::realtime::RealtimeSettings;
 use livechat::service::Limits;
 use livechat::store::{DatabaseUrl, StoreConfig};
+use livechat::webhooks::WebhookSettings;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -247,6 +248,23 @@ pub struct TestOptions {
     pub presence_ttl: Duration,
     pub realtime: RealtimeSettings,
     pub rate_limit: (u32, u32),
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook settings for tests: receivers are on loopback over plain http,
+/// and retries come quickly.
+pub fn test_webhook_settings() -> WebhookSettings {
+    let mut settings = WebhookSettings::default();
+    settings.rules.urls.allow_private = true;
+    settings.timeout = Duration::from_secs(2);
+    settings.schedule = livechat::domain::webhook::RetrySchedule::new(vec![
+        Duration::from_millis(100),
+        Duration::from_millis(200),
+        Duration::from_millis(300),
+    ])
+    .expect("schedule");
+    settings.poll_interval = Duration::from_millis(50);
+    settings
 }
 
 impl Default for TestOptions {
@@ -266,6 +284,7 @@ impl Default for TestOptions {
                 queue: 64,
                 typing_interval: Duration::from_millis(200),
             },
+            webhooks: test_webhook_settings(),
         }
     }
 }
@@ -308,6 +327,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         realtime: options.realtime,
         rate_limit: options.rate_limit,
         shutdown_timeout: Duration::from_secs(5),
+        webhooks: options.webhooks.clone(),
     }
 }
 

@@ -20,3 +20,4 @@ mod realtime;
 mod sessions;
 mod stream;
 mod typescript;
+mod webhooks;

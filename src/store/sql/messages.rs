@@ -10,6 +10,7 @@ use crate::domain::message::{Appended, Idempotency, Message, MessageFilter, NewM
 use crate::domain::page::Scan;
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
+use crate::domain::webhook::{EventType, OutboxEvent};
 use crate::store::{MessageStore, StoreError};
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -162,6 +163,16 @@ impl<DB: Dialect> MessageStore for SqlStore<DB> {
             ]);
             self.tx_run(&mut tx, &qb).await?;
         }
+
+        let event = OutboxEvent {
+            id: new.id.uuid(),
+            kind: EventType::MessageCreated,
+            tenant_id: new.tenant_id,
+            session_id: new.session_id,
+            seq,
+            at: created_at,
+        };
+        self.record_outbox(&mut tx, &event).await?;
 
         let notice = Notice::Committed { tenant: new.tenant_id, session: new.session_id, seq, session_change: false };
         self.commit_announcing(tx, &[notice]).await?;

@@ -16,6 +16,7 @@ mod presence;
 mod reads;
 mod sessions;
 mod tickets;
+mod webhooks;
 
 use super::breaker::Breaker;
 use super::{Store, StoreError};
@@ -24,6 +25,7 @@ use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Message, SearchTerm};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
+use crate::domain::webhook::{EventType, OutboxEvent};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use sqlx::error::DatabaseError;
@@ -63,6 +65,22 @@ pub trait Dialect: Exec + Database<Row: Record> {
     /// How to ask for a query plan: the statement prefix, settings for the
     /// same transaction, and the column holding the plan's lines.
     const EXPLAIN: Explain;
+
+    /// What the webhook outbox and delivery claims need from the engine.
+    const WEBHOOKS: WebhookSql;
+}
+
+/// How an engine serves the webhook worker (see [`Dialect::WEBHOOKS`]).
+pub struct WebhookSql {
+    /// Row locks (`FOR UPDATE`, `SKIP LOCKED`) exist: several nodes share the
+    /// database. Without them (SQLite) one writer serialises everything anyway.
+    pub row_locks: bool,
+    /// The outbox column in insertion order.
+    pub outbox_order: &'static str,
+    /// A statement answering `locked` = 1 if this transaction may fan the
+    /// outbox out (one node at a time, so a session's events keep their
+    /// order); `None` where transactions are serialised anyway.
+    pub dispatch_lock: Option<&'static str>,
 }
 
 /// How an engine explains a query (see [`Dialect::EXPLAIN`]).
@@ -160,6 +178,8 @@ pub trait Record {
     fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
     /// Text.
     fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    /// Nullable text.
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
     /// A UUID.
     fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error>;
 }
@@ -179,6 +199,9 @@ where
         self.try_get(column)
     }
     fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
         self.try_get(column)
     }
     fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error> {
@@ -517,17 +540,27 @@ impl<DB: Dialect> SqlStore<DB> {
         let mut qb = QueryBuilder::<DB>::new(
             "INSERT INTO session_events (tenant_id, session_id, seq, id, kind, agent_id, status, at) VALUES ",
         );
+        let event_id = Uuid::now_v7();
         qb.push_values(vec![
             session.tenant_id.get().into(),
             session.id.uuid().into(),
             seq.into(),
-            Uuid::now_v7().into(),
+            event_id.into(),
             change.as_str().into(),
             session.agent_id.map(UserId::get).into(),
             session.status.as_str().into(),
             at.micros().into(),
         ]);
         self.tx_run(tx, &qb).await?;
+        let event = OutboxEvent {
+            id: event_id,
+            kind: EventType::of_change(change),
+            tenant_id: session.tenant_id,
+            session_id: session.id,
+            seq,
+            at,
+        };
+        self.record_outbox(tx, &event).await?;
         Ok(Notice::Committed { tenant: session.tenant_id, session: session.id, seq, session_change: true })
     }
 
