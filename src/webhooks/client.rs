@@ -155,3 +155,34 @@ impl Sender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[tokio::test]
+    async fn the_resolver_refuses_names_that_resolve_to_loopback_unless_allowed() {
+        let strict = GuardedResolver { allow_private: false };
+        let err = match strict.resolve(Name::from_str("localhost").unwrap()).await {
+            Err(err) => err.to_string(),
+            Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+        };
+        assert!(err.contains("loopback") && err.contains("SSRF"), "{err}");
+        let lenient = GuardedResolver { allow_private: true };
+        let addrs: Vec<_> = lenient.resolve(Name::from_str("localhost").unwrap()).await.unwrap().collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
+
+    #[tokio::test]
+    async fn address_literals_are_refused_before_any_connection() {
+        let sender =
+            Sender::new(UrlRules { allow_private: false, http_hosts: vec!["10.1.2.3".into()] }, Duration::from_secs(1))
+                .unwrap();
+        let sent =
+            sender.send(&WebhookUrl::from_stored("http://10.1.2.3/hook".into()), "id", b"{}".to_vec(), &[]).await;
+        let error = sent.error.unwrap();
+        assert!(error.starts_with("refused:") && error.contains("private"), "{error}");
+        assert_eq!(sent.status, None);
+    }
+}

@@ -867,7 +867,9 @@ async fn the_address_is_checked_again_at_delivery() {
     let _ = server.await;
 
     let mut strict = TestOptions::default();
-    strict.webhooks.rules.urls = livechat::domain::webhook::UrlRules::default();
+    // Plain http stays allowed for this host, so what refuses is the address rule.
+    strict.webhooks.rules.urls =
+        livechat::domain::webhook::UrlRules { allow_private: false, http_hosts: vec!["127.0.0.1".into()] };
     let app = livechat::app::Application::build(settings(db.url(), &strict)).await.unwrap();
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
