@@ -715,9 +715,10 @@ impl<DB: Dialect> WebhookStore for SqlStore<DB> {
         if outcomes.is_empty() {
             return Ok(());
         }
-        // Subscriptions are locked in key order, as `dispatch` locks them.
+        // Subscriptions are locked in the order `dispatch` locks them
+        // (tenant_id, then id, the platform's 0 first), so the two never deadlock.
         let mut sorted: Vec<&AttemptOutcome> = outcomes.iter().collect();
-        sorted.sort_by_key(|o| o.key);
+        sorted.sort_by_key(|o| (o.key.owner.key(), o.key.webhook_id, o.key.id));
         let mut tx = self.db.begin().await?;
         for outcome in sorted {
             self.record_one(&mut tx, outcome, pause_after, now).await?;
