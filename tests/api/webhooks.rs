@@ -1097,6 +1097,44 @@ async fn a_node_killed_between_commit_and_delivery_delivers_after_restart() {
     assert!(status.success());
 }
 
+/// SIGTERM while an attempt hangs: the node stops within its drain time and
+/// releases the claim, so the next node sends at once instead of waiting for
+/// the lease (here 2 × 10 s + 2 s) to run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_releases_attempts_in_flight() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::Hang(Duration::from_secs(30)));
+    let env = [
+        ("LIVECHAT_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("LIVECHAT_WEBHOOK_TIMEOUT", "10s"),
+        ("LIVECHAT_WEBHOOK_POLL_INTERVAL", "100ms"),
+        ("LIVECHAT_SHUTDOWN_TIMEOUT", "2s"),
+    ];
+    let node = Node::start(db.url(), &env).await;
+    let admin = User::with_tenant_role(50, 12, "koperasi_admin");
+    let r =
+        node.post("/webhooks", &admin, 12, Some(json!({ "url": receiver.url(), "events": ["session.opened"] }))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let session = node.post("/sessions", &User::member(100, 12), 12, None).await.id();
+    receiver.wait_hits(1, Duration::from_secs(10)).await;
+    let stopping = Instant::now();
+    let (status, _) = node.terminate().await;
+    assert!(status.success());
+    assert!(stopping.elapsed() < Duration::from_secs(10), "stopped in {:?}", stopping.elapsed());
+
+    receiver.set_default(Reply::Ok);
+    let restarted = Instant::now();
+    let node = Node::start(db.url(), &env).await;
+    let effects = receiver.wait_effects(1, Duration::from_secs(10)).await;
+    assert!(restarted.elapsed() < Duration::from_secs(10), "released, not left to its lease");
+    let hits = receiver.hits();
+    assert_eq!(hits.last().unwrap().json["data"]["id"], session.as_str());
+    assert_eq!(effects.len(), 1);
+    let (status, _) = node.terminate().await;
+    assert!(status.success());
+}
+
 /// Two nodes on one PostgreSQL database share the outbox: each event is
 /// delivered once (no crash, so no duplicate), in order per session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
