@@ -269,14 +269,15 @@ impl Livechat {
         self.store().dispatch_and_claim(now, claim).await
     }
 
-    /// Worker: records attempts.
+    /// Worker: records attempts, then claims what `then_claim` allows.
     pub async fn record_attempts(
         &self,
         outcomes: &[AttemptOutcome],
         pause_after: i64,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.store().record_attempts(outcomes, pause_after, now).await
+        then_claim: &ClaimRequest,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.store().record_attempts(outcomes, pause_after, now, then_claim).await
     }
 
     /// Worker: deletes finished deliveries created before `before`, a batch at a time.

@@ -280,13 +280,16 @@ pub trait WebhookStore: Send + Sync {
     /// Records attempts: success resets a subscription's failure count,
     /// failure raises it and, at `pause_after`, pauses the subscription;
     /// a finished delivery lets the next one of its session go. Outcomes of
-    /// claims that are no longer held (the lease ran out) are ignored.
+    /// claims that are no longer held (the lease ran out) are ignored. Then,
+    /// in the same transaction, claims what `then_claim` allows (one commit
+    /// per round of attempts instead of two).
     async fn record_attempts(
         &self,
         outcomes: &[AttemptOutcome],
         pause_after: i64,
         now: Timestamp,
-    ) -> Result<(), StoreError>;
+        then_claim: &ClaimRequest,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
     /// Deletes up to `limit` finished deliveries created before `before`; returns how many.
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;

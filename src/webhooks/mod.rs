@@ -144,8 +144,9 @@ impl Worker {
                     while let Some(done) = self.tasks.try_join_next() {
                         self.finished(done, &mut outcomes);
                     }
-                    self.record(&outcomes).await;
-                    wanted = true;
+                    // Recording claims the next due deliveries in the same transaction;
+                    // only if that filled every free slot is there more to look for.
+                    wanted = self.record(&outcomes, true).await;
                 }
                 notice = notices.recv() => {
                     wanted = matches!(
@@ -178,13 +179,7 @@ impl Worker {
                 Ok(false) => return,
                 Err(err) => return self.storage_failed(&err),
             }
-            let request = ClaimRequest {
-                dispatch_batch: DISPATCH_BATCH,
-                max: u32::try_from(free).unwrap_or(u32::MAX),
-                per_webhook: u32::try_from(self.settings.per_endpoint).unwrap_or(u32::MAX),
-                in_flight: self.per_webhook.clone(),
-                lease: self.settings.lease(),
-            };
+            let request = self.claim_request(free);
             let claimed = match self.chat.claim_deliveries(now, &request).await {
                 Ok(claimed) => claimed,
                 Err(err) => return self.storage_failed(&err),
@@ -200,6 +195,17 @@ impl Worker {
                 // (A fan-out that left outbox rows is picked up next wake-up.)
                 return;
             }
+        }
+    }
+
+    /// What this node can take on now: `free` attempts, within each subscription's limit.
+    fn claim_request(&self, free: usize) -> ClaimRequest {
+        ClaimRequest {
+            dispatch_batch: DISPATCH_BATCH,
+            max: u32::try_from(free).unwrap_or(u32::MAX),
+            per_webhook: u32::try_from(self.settings.per_endpoint).unwrap_or(u32::MAX),
+            in_flight: self.per_webhook.clone(),
+            lease: self.settings.lease(),
         }
     }
 
@@ -231,11 +237,26 @@ impl Worker {
         }
     }
 
-    async fn record(&mut self, outcomes: &[AttemptOutcome]) {
+    /// Records outcomes and, if `claim`, claims into the free slots in the
+    /// same transaction; returns whether the claim filled them (more may be due).
+    async fn record(&mut self, outcomes: &[AttemptOutcome], claim: bool) -> bool {
         let pause_after = i64::from(self.settings.pause_after);
-        if let Err(err) = self.chat.record_attempts(outcomes, pause_after, Timestamp::now()).await {
-            // Not recorded: the claims run out and the deliveries are tried again.
-            tracing::warn!(error = %err, count = outcomes.len(), "could not record webhook attempts");
+        let free =
+            if claim { self.settings.concurrency.saturating_sub(self.running.len()).min(CLAIM_BATCH) } else { 0 };
+        let request = self.claim_request(free);
+        match self.chat.record_attempts(outcomes, pause_after, Timestamp::now(), &request).await {
+            Ok(claimed) => {
+                let full = free > 0 && claimed.len() == free;
+                for delivery in claimed {
+                    self.spawn(delivery);
+                }
+                full
+            }
+            Err(err) => {
+                // Not recorded: the claims run out and the deliveries are tried again.
+                tracing::warn!(error = %err, count = outcomes.len(), "could not record webhook attempts");
+                true
+            }
         }
     }
 
@@ -280,7 +301,7 @@ impl Worker {
             });
         }
         if !outcomes.is_empty() {
-            self.record(&outcomes).await;
+            self.record(&outcomes, false).await;
         }
     }
 }

@@ -3,7 +3,8 @@
 //! The outbox row of a change is written by [`SqlStore::record_outbox`],
 //! inside the change's own transaction. The worker then fans rows out into
 //! deliveries and claims due ones in one transaction (`dispatch_and_claim`),
-//! and records outcomes in batches (`record_attempts`), so the single SQLite
+//! and records outcomes in batches, claiming the next due ones in the same
+//! transaction (`record_attempts`), so the single SQLite
 //! writer sees a few short transactions however many receivers there are.
 //!
 //! Order: for one subscription and one session, at most one delivery is
@@ -711,19 +712,23 @@ impl<DB: Dialect> WebhookStore for SqlStore<DB> {
         outcomes: &[AttemptOutcome],
         pause_after: i64,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
-            return Ok(());
+        then_claim: &ClaimRequest,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        if outcomes.is_empty() && then_claim.max == 0 {
+            return Ok(Vec::new());
         }
         // Subscriptions are locked in the order `dispatch` locks them
-        // (tenant_id, then id, the platform's 0 first), so the two never deadlock.
+        // (tenant_id, then id, the platform's 0 first), so the two never
+        // deadlock; the claim after it waits for no lock (SKIP LOCKED).
         let mut sorted: Vec<&AttemptOutcome> = outcomes.iter().collect();
         sorted.sort_by_key(|o| (o.key.owner.key(), o.key.webhook_id, o.key.id));
         let mut tx = self.db.begin().await?;
         for outcome in sorted {
             self.record_one(&mut tx, outcome, pause_after, now).await?;
         }
-        self.commit_announcing(tx, &[]).await
+        let claimed = self.claim(&mut tx, now, then_claim).await?;
+        self.commit_announcing(tx, &[]).await?;
+        Ok(claimed)
     }
 
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
