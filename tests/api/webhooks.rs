@@ -999,7 +999,7 @@ for case in cases:
 print(verified)
 "#;
 
-/// The off-the-shelf `standardwebhooks` library (PyPI) verifies real deliveries,
+/// The off-the-shelf `standardwebhooks` library (Python) verifies real deliveries,
 /// including the two-signature ones of a rotation, and rejects forged ones. If
 /// the package cannot be installed here, the test says so and the verifier
 /// written from the specification (every other test) still ran.
