@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::realtime::{self, Realtime, RealtimeSettings};
 use crate::service::{Limits, Livechat};
 use crate::store::{self, StoreConfig};
+use crate::webhooks::{self, WebhookSettings};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,6 +48,8 @@ pub struct Settings {
     pub cors_origins: Vec<axum::http::HeaderValue>,
     /// Serve `/metrics` on this address instead of the main listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// Webhook subscriptions and delivery.
+    pub webhooks: WebhookSettings,
 }
 
 /// A bound, ready-to-run server.
@@ -60,6 +63,7 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     shutdown_timeout: Duration,
     connections: ConnectionLimits,
+    webhooks: WebhookSettings,
 }
 
 impl Application {
@@ -77,7 +81,8 @@ impl Application {
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr()?;
-        let chat = Livechat::new(store.clone(), settings.policy, settings.limits, metrics.clone());
+        let chat = Livechat::new(store.clone(), settings.policy, settings.limits, metrics.clone())
+            .with_webhook_rules(settings.webhooks.rules.clone());
         let (rt, stop_streams) = Realtime::new(chat.clone(), settings.realtime);
         let (streams, subscriptions) = (rt.clone(), rt.clone());
         let (pool, idle, breaker) = (store.clone(), store.clone(), store);
@@ -116,6 +121,7 @@ impl Application {
             metrics_listener,
             shutdown_timeout: settings.shutdown_timeout,
             connections: connection_limits(settings.connections, settings.store.max_connections),
+            webhooks: settings.webhooks,
         })
     }
 
@@ -148,6 +154,8 @@ impl Application {
             }));
         }
         let app = router(self.state, &self.router);
+        let rt = state.realtime().clone();
+        background.push(webhooks::start(state.chat().clone(), self.webhooks, async move { rt.stopping().await })?);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
         // One deadline for the whole drain, counted from the signal.

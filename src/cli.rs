@@ -137,6 +137,8 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let mut dev_secret = None;
     if args.dev {
         args.bind.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        // Development receivers run on this machine, usually over plain http.
+        args.webhooks.webhook_allow_private = true;
         if args.jwt.auth_config()?.is_none() {
             let secret = Secret::new(hex::encode(rand::random::<[u8; 32]>()));
             args.jwt.jwt_secret = Some(secret.clone());
@@ -169,6 +171,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         metrics_bind: args.metrics_bind,
         cors_origins: crate::http::parse_origins(&args.cors_origins)
             .map_err(|e| anyhow::anyhow!("--cors-origins / LIVECHAT_CORS_ORIGINS: {e}"))?,
+        webhooks: args.webhooks.settings()?,
     };
     let backend = settings.store.url.backend();
     let app = Application::build(settings).await?;

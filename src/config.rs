@@ -4,7 +4,10 @@
 use crate::auth::{AuthConfig, KeySource, Secret};
 use crate::domain::access::{AccessPolicy, DEFAULT_ALLOWED_ROLES};
 use crate::domain::message::DEFAULT_MAX_MESSAGE_CHARS;
+use crate::domain::webhook::{RetrySchedule, UrlRules};
+use crate::service::WebhookRules;
 use crate::store::{DatabaseUrl, StoreConfig};
+use crate::webhooks::WebhookSettings;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use jsonwebtoken::Algorithm;
@@ -247,6 +250,8 @@ pub struct ServeArgs {
     /// Skip migrations at start-up (run `livechat migrate` instead).
     #[arg(long, env = "LIVECHAT_NO_MIGRATE")]
     pub no_migrate: bool,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 impl ServeArgs {
@@ -305,4 +310,78 @@ pub struct LogArgs {
     /// Filter in `tracing` syntax, e.g. `info` or `livechat=debug,sqlx=warn`.
     #[arg(long, env = "LIVECHAT_LOG", default_value = "info,sqlx=warn", global = true)]
     pub log: String,
+}
+
+/// Webhook settings.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Allow plain http and loopback / private / link-local webhook targets
+    /// (development and tests only; on with `--dev`).
+    #[arg(long, env = "LIVECHAT_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Comma-separated host names that webhooks may reach over plain http.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_HTTP_HOSTS", value_delimiter = ',')]
+    pub webhook_http_hosts: Vec<String>,
+    /// Longest one delivery attempt may take.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub webhook_timeout: Duration,
+    /// Waits between attempts, comma-separated; after the last the delivery is given up.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,30s,2m,10m,30m,1h,2h,4h,8h,8h")]
+    pub webhook_retry_schedule: String,
+    /// Consecutive failed attempts after which a subscription is paused.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_PAUSE_AFTER", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_pause_after: u32,
+    /// Delivery attempts one node runs at once.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub webhook_concurrency: u32,
+    /// Delivery attempts one node runs at once for one subscription.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_CONCURRENCY_PER_ENDPOINT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub webhook_concurrency_per_endpoint: u32,
+    /// How long finished deliveries stay in the delivery log.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_RETENTION", default_value = "7d", value_parser = duration)]
+    pub webhook_retention: Duration,
+    /// How long the previous signing secret keeps signing after a rotation.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = duration)]
+    pub webhook_secret_overlap: Duration,
+    /// How often the worker looks for due retries when nothing wakes it.
+    #[arg(long, env = "LIVECHAT_WEBHOOK_POLL_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub webhook_poll_interval: Duration,
+}
+
+impl WebhookArgs {
+    /// The delivery settings, checked.
+    pub fn settings(&self) -> anyhow::Result<WebhookSettings> {
+        let delays = self
+            .webhook_retry_schedule
+            .split(',')
+            .map(|d| duration(d.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
+        let schedule = RetrySchedule::new(delays).map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
+        for (name, value) in [
+            ("--webhook-timeout", self.webhook_timeout),
+            ("--webhook-retention", self.webhook_retention),
+            ("--webhook-poll-interval", self.webhook_poll_interval),
+        ] {
+            if value.is_zero() {
+                bail!("{name} must be greater than zero");
+            }
+        }
+        let http_hosts =
+            self.webhook_http_hosts.iter().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect();
+        Ok(WebhookSettings {
+            rules: WebhookRules {
+                urls: UrlRules { allow_private: self.webhook_allow_private, http_hosts },
+                secret_overlap: self.webhook_secret_overlap,
+                ..WebhookRules::default()
+            },
+            timeout: self.webhook_timeout,
+            schedule,
+            pause_after: self.webhook_pause_after,
+            concurrency: usize::try_from(self.webhook_concurrency).unwrap_or(32),
+            per_endpoint: usize::try_from(self.webhook_concurrency_per_endpoint).unwrap_or(4),
+            retention: self.webhook_retention,
+            poll_interval: self.webhook_poll_interval,
+        })
+    }
 }

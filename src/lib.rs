@@ -8,6 +8,7 @@
 //! - [`domain`]: the rules, independent of HTTP and SQL.
 //! - [`store`]: storage, one trait per aggregate over SQLite and PostgreSQL.
 //! - [`wire`]: the JSON shapes both transports send.
+//! - [`webhooks`]: the webhook delivery worker (outbox fan-out, signed attempts, retries).
 
 pub mod app;
 pub mod auth;
@@ -20,4 +21,5 @@ pub mod realtime;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 pub mod wire;

@@ -7,3 +7,4 @@ pub mod message;
 pub mod page;
 pub mod session;
 pub mod time;
+pub mod webhook;

@@ -21,6 +21,7 @@ pub mod server;
 mod sessions;
 mod streams;
 pub mod ui;
+mod webhooks;
 
 use crate::auth::Verifier;
 use crate::realtime::Realtime;
@@ -79,6 +80,7 @@ fn api() -> Router<AppState> {
         .merge(messages::router())
         .merge(agents::router())
         .merge(streams::router())
+        .merge(webhooks::router())
         .route("/openapi.json", axum::routing::get(openapi::serve))
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use super::{agents, messages, model, sessions, streams};
+use super::{agents, messages, model, sessions, streams, webhooks};
 use crate::wire;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -16,9 +16,12 @@ use utoipa::{Modify, OpenApi};
         sessions::claim_session, sessions::transfer_session,
         agents::list_inbox, agents::set_presence,
         streams::create_ticket,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::update_webhook,
+        webhooks::delete_webhook, webhooks::rotate_secret, webhooks::list_deliveries, webhooks::redeliver,
     ),
     components(schemas(wire::ChatSession, wire::ChatMessage, model::Pagination, model::Meta,
-        model::StartSessionRequest, model::SendMessageRequest, model::ErrorResponse)),
+        model::StartSessionRequest, model::SendMessageRequest, model::ErrorResponse,
+        webhooks::WebhookView, webhooks::DeliveryView, webhooks::CreateWebhookRequest, webhooks::UpdateWebhookRequest)),
     modifiers(&Bearer, &EveryRoute),
 )]
 struct ApiDoc;

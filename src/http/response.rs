@@ -57,6 +57,11 @@ impl<T: Serialize> Success<T> {
         Self { status: StatusCode::CREATED, ..Self::ok(message, data) }
     }
 
+    /// 202 with `data`: taken on, done later.
+    pub fn accepted(message: &'static str, data: T) -> Self {
+        Self { status: StatusCode::ACCEPTED, ..Self::ok(message, data) }
+    }
+
     /// Adds `meta.pagination`.
     pub fn paginated(mut self, pagination: Pagination) -> Self {
         self.pagination = Some(pagination);

@@ -10,6 +10,7 @@
 //! - `presence`: agents going online and offline, and its upkeep.
 //! - `tickets`: single-use stream tickets.
 //! - `streams`: stream admission, subscribing, replay.
+//! - `webhooks`: subscriptions, the delivery log, the worker's storage steps.
 
 mod assignment;
 mod error;
@@ -21,6 +22,7 @@ mod reads;
 mod sessions;
 mod streams;
 mod tickets;
+mod webhooks;
 mod write;
 
 pub use crate::domain::page::PageRequest;
@@ -30,6 +32,7 @@ pub use inbox::parse_inbox_cursor;
 pub use quota::{Action, QuotaSettings, QuotaState, Quotas, WINDOW_SECS};
 pub use streams::Subscription;
 pub use tickets::IssuedTicket;
+pub use webhooks::{WebhookInput, WebhookRules, resolve_allowed};
 pub use write::{Subject, within};
 
 use crate::domain::access::{AccessPolicy, AgentScope, Caller, Identity};
@@ -77,13 +80,43 @@ struct Inner {
     limits: Limits,
     metrics: Arc<Metrics>,
     quotas: Quotas,
+    webhooks: WebhookRules,
+}
+
+/// Reads one page of a short list (webhooks, deliveries) through its store
+/// scans: the main scan, then a one-item probe past the far side. The
+/// conversation lists, on the hot path, page inside the store instead, on
+/// one connection.
+async fn read_page<T, F, Fut>(
+    limit: crate::domain::page::PageLimit,
+    direction: crate::domain::page::Direction,
+    cursor: Option<(T::Pos, String)>,
+    scan: F,
+) -> Result<Page<T>, Error>
+where
+    T: crate::domain::page::Paged,
+    F: Fn(crate::domain::page::Scan<T::Pos>, u32) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, crate::store::StoreError>>,
+{
+    let plan = crate::domain::page::PagePlan::new(limit, direction, cursor);
+    let (main, take) = plan.main_scan();
+    let items = scan(main, take).await?;
+    let found = match plan.probe(&items) {
+        Some(probe) => !scan(probe, 1).await?.is_empty(),
+        None => false,
+    };
+    Ok(plan.finish(items, found))
+}
+
+fn bad_cursor() -> Error {
+    Error::field("cursor", "must be the id of an item of this list")
 }
 
 /// A page, or why there is none.
 fn listed<T>(page: Result<Page<T>, Unlisted>) -> Result<Page<T>, Error> {
     page.map_err(|why| match why {
         Unlisted::NotFound => Error::NotFound,
-        Unlisted::BadCursor => Error::field("cursor", "must be the id of an item of this list"),
+        Unlisted::BadCursor => bad_cursor(),
     })
 }
 
@@ -91,7 +124,26 @@ impl Livechat {
     /// The use cases over `store`, admitting callers by `policy`.
     pub fn new(store: Arc<dyn Store>, policy: AccessPolicy, limits: Limits, metrics: Arc<Metrics>) -> Self {
         let quotas = Quotas::new(&limits.quotas);
-        Self(Arc::new(Inner { store, policy, limits, metrics, quotas }))
+        Self(Arc::new(Inner { store, policy, limits, metrics, quotas, webhooks: WebhookRules::default() }))
+    }
+
+    /// The same use cases with these webhook rules (call before cloning).
+    pub fn with_webhook_rules(self, webhooks: WebhookRules) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(inner) => Self(Arc::new(Inner { webhooks, ..inner })),
+            Err(shared) => {
+                let quotas = Quotas::new(&shared.limits.quotas);
+                let inner = Inner {
+                    store: shared.store.clone(),
+                    policy: shared.policy.clone(),
+                    limits: shared.limits.clone(),
+                    metrics: shared.metrics.clone(),
+                    quotas,
+                    webhooks,
+                };
+                Self(Arc::new(inner))
+            }
+        }
     }
 
     /// The quotas of this node: every transport asks before an action that has one.

@@ -23,9 +23,10 @@ use crate::domain::access::{AgentScope, Identity};
 use crate::domain::event::{Notice, ReadMark, StoredEvent};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};
-use crate::domain::page::{Page, PageRequest, Unlisted};
+use crate::domain::page::{Page, PageRequest, Scan, Unlisted};
 use crate::domain::session::{InboxItem, NewSession, Session, SessionFilter};
 use crate::domain::time::Timestamp;
+use crate::domain::webhook::{AttemptOutcome, ClaimedDelivery, Delivery, Owner, SigningSecret, Webhook, WebhookPatch};
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use std::fmt;
@@ -208,9 +209,119 @@ pub trait NoticeBus: Send + Sync {
     fn notices(&self) -> broadcast::Receiver<Notice>;
 }
 
+/// Webhook subscriptions, the outbox and the deliveries. Outbox rows are
+/// written by the transactions of [`SessionStore`] and [`MessageStore`]
+/// themselves (so an event exists if and only if its change committed), for
+/// tenants that have a subscription (or when the platform has one); the
+/// worker fans them out into one delivery per matching subscription, and
+/// keeps each subscription's deliveries of one session in session order.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new subscription.
+    async fn create_webhook(&self, hook: &Webhook) -> Result<(), StoreError>;
+
+    /// The subscription with this id of this owner.
+    async fn get_webhook(&self, owner: Owner, id: Uuid) -> Result<Option<Webhook>, StoreError>;
+
+    /// Up to `limit` subscriptions of the owner strictly past the scan position, nearest first.
+    async fn scan_webhooks(&self, owner: Owner, scan: Scan<Uuid>, limit: u32) -> Result<Vec<Webhook>, StoreError>;
+
+    /// Applies `patch`; enabling resumes held deliveries (and clears a pause),
+    /// disabling holds pending ones. `None` if there is no such subscription.
+    async fn update_webhook(
+        &self,
+        owner: Owner,
+        id: Uuid,
+        patch: &WebhookPatch,
+        now: Timestamp,
+    ) -> Result<Option<Webhook>, StoreError>;
+
+    /// Makes `secret` the signing secret; the old one keeps signing until `previous_until`.
+    async fn rotate_webhook_secret(
+        &self,
+        owner: Owner,
+        id: Uuid,
+        secret: &SigningSecret,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Webhook>, StoreError>;
+
+    /// Deletes a subscription and its delivery log; returns it as it was.
+    async fn delete_webhook(&self, owner: Owner, id: Uuid) -> Result<Option<Webhook>, StoreError>;
+
+    /// One delivery of a subscription.
+    async fn get_delivery(&self, owner: Owner, webhook: Uuid, id: Uuid) -> Result<Option<Delivery>, StoreError>;
+
+    /// Up to `limit` deliveries of a subscription strictly past the scan position, nearest first.
+    async fn scan_deliveries(
+        &self,
+        owner: Owner,
+        webhook: Uuid,
+        scan: Scan<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Queues the event of a delivery once more, as a new delivery `new_id`
+    /// due at once (held while the subscription is not active).
+    async fn redeliver(
+        &self,
+        owner: Owner,
+        webhook: Uuid,
+        id: Uuid,
+        new_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<Delivery>, StoreError>;
+
+    /// Whether the worker has anything to do: outbox rows to fan out, or
+    /// deliveries due at `now` (read-only, so an idle worker never writes).
+    async fn webhook_work(&self, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// In one transaction: fans out a batch of outbox rows (when no other node
+    /// is doing it), then claims due deliveries for this node.
+    async fn dispatch_and_claim(
+        &self,
+        now: Timestamp,
+        claim: &ClaimRequest,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records attempts: success resets a subscription's failure count,
+    /// failure raises it and, at `pause_after`, pauses the subscription;
+    /// a finished delivery lets the next one of its session go. Outcomes of
+    /// claims that are no longer held (the lease ran out) are ignored. Then,
+    /// in the same transaction, claims what `then_claim` allows (one commit
+    /// per round of attempts instead of two).
+    async fn record_attempts(
+        &self,
+        outcomes: &[AttemptOutcome],
+        pause_after: i64,
+        now: Timestamp,
+        then_claim: &ClaimRequest,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Deletes up to `limit` finished deliveries created before `before`; returns how many.
+    async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// What a node can take on in one claim.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimRequest {
+    /// Outbox rows fanned out per transaction.
+    pub dispatch_batch: u32,
+    /// Most deliveries to claim.
+    pub max: u32,
+    /// Most deliveries of one subscription this node may have in flight.
+    pub per_webhook: u32,
+    /// Deliveries this node has in flight, per subscription.
+    pub in_flight: std::collections::HashMap<Uuid, u32>,
+    /// How long a claim holds before another node may take the delivery.
+    pub lease: Duration,
+}
+
 /// One storage backend: every aggregate, the bus, and its lifecycle.
 #[async_trait]
-pub trait Store: SessionStore + MessageStore + ReadMarkStore + PresenceStore + TicketStore + NoticeBus {
+pub trait Store:
+    SessionStore + MessageStore + ReadMarkStore + PresenceStore + TicketStore + WebhookStore + NoticeBus
+{
     /// Answers when the database can serve a query.
     async fn ping(&self) -> Result<(), StoreError>;
 

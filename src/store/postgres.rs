@@ -1,6 +1,6 @@
 //! PostgreSQL, for several server nodes on one database.
 
-use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore, TransactionIds};
+use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore, TransactionIds, WebhookSql};
 use super::{StoreConfig, migrations};
 use crate::domain::event::Notice;
 use crate::domain::message::SearchTerm;
@@ -50,6 +50,14 @@ impl Dialect for Postgres {
 
     const TRANSACTION_IDS: Option<TransactionIds> =
         Some(TransactionIds { current: "SELECT txid_current() AS xid", status_function: "txid_status" });
+    // The advisory key is arbitrary but fixed: 'w','h' as bytes.
+    const WEBHOOKS: WebhookSql = WebhookSql {
+        row_locks: true,
+        outbox_order: "pos",
+        dispatch_lock: Some(
+            "SELECT CAST(CASE WHEN pg_try_advisory_xact_lock(30568) THEN 1 ELSE 0 END AS BIGINT) AS locked",
+        ),
+    };
 
     fn is_outage(err: &dyn DatabaseError) -> bool {
         // Connection exceptions, shutdowns, "cannot connect now", too many connections.

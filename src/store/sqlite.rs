@@ -1,6 +1,6 @@
 //! SQLite, the embedded default: one file, WAL, one writer connection.
 
-use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore, TransactionIds};
+use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore, TransactionIds, WebhookSql};
 use super::{StoreConfig, migrations};
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
@@ -47,6 +47,8 @@ impl Dialect for Sqlite {
 
     // A local file's COMMIT succeeds, or fails and rolls back: never in doubt.
     const TRANSACTION_IDS: Option<TransactionIds> = None;
+    // One writer connection: transactions never interleave.
+    const WEBHOOKS: WebhookSql = WebhookSql { row_locks: false, outbox_order: "rowid", dispatch_lock: None };
 
     fn is_outage(_: &dyn DatabaseError) -> bool {
         // A local file: busy or full is not the database going away.

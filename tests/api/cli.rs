@@ -66,6 +66,12 @@ fn bad_configuration_values_are_rejected_with_a_clear_message() {
         ),
         (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_PRESENCE_TTL", "0s")], "--presence-ttl"),
         (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_STREAM_QUEUE", "0")], "stream-queue"),
+        (
+            &["serve"],
+            &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_WEBHOOK_RETRY_SCHEDULE", "5s,soon")],
+            "--webhook-retry-schedule",
+        ),
+        (&["serve"], &[("LIVECHAT_JWT_SECRET", SECRET), ("LIVECHAT_WEBHOOK_TIMEOUT", "0s")], "--webhook-timeout"),
     ];
     for (args, env, expected) in cases {
         let out = livechat(args, env);

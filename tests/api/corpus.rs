@@ -23,6 +23,11 @@ pub const READ: &str = "/sessions/{id}/read";
 pub const INBOX: &str = "/agent/sessions";
 pub const PRESENCE: &str = "/agents/me/presence";
 pub const TICKETS: &str = "/realtime/tickets";
+pub const WEBHOOKS: &str = "/webhooks";
+pub const WEBHOOK: &str = "/webhooks/{id}";
+pub const ROTATE: &str = "/webhooks/{id}/rotate-secret";
+pub const DELIVERIES: &str = "/webhooks/{id}/deliveries";
+pub const REDELIVER: &str = "/webhooks/{id}/deliveries/{delivery_id}/redeliver";
 
 /// One operation of the API as the server implements it.
 pub struct Operation {
@@ -40,7 +45,7 @@ const fn op(path: &'static str, method: &'static str, tenant_required: bool, sta
     Operation { path, method, tenant_required, statuses }
 }
 
-pub const OPERATIONS: [Operation; 12] = [
+pub const OPERATIONS: [Operation; 20] = [
     op(SESSIONS, "get", true, &[200, 400, 401, 403]),
     op(SESSIONS, "post", true, &[201, 400, 401, 403, 413, 415]),
     op(SESSION, "get", true, &[200, 400, 401, 403, 404]),
@@ -53,6 +58,14 @@ pub const OPERATIONS: [Operation; 12] = [
     op(INBOX, "get", false, &[200, 400, 401, 403]),
     op(PRESENCE, "put", false, &[200, 400, 401, 403, 413, 415]),
     op(TICKETS, "post", true, &[201, 400, 401, 403]),
+    op(WEBHOOKS, "get", false, &[200, 400, 401, 403]),
+    op(WEBHOOKS, "post", false, &[201, 400, 401, 403, 413, 415]),
+    op(WEBHOOK, "get", false, &[200, 400, 401, 403, 404]),
+    op(WEBHOOK, "patch", false, &[200, 400, 401, 403, 404, 413, 415]),
+    op(WEBHOOK, "delete", false, &[200, 400, 401, 403, 404]),
+    op(ROTATE, "post", false, &[200, 400, 401, 403, 404]),
+    op(DELIVERIES, "get", false, &[200, 400, 401, 403, 404]),
+    op(REDELIVER, "post", false, &[202, 400, 401, 403, 404]),
 ];
 
 // Responses the checks pick by name (the rest they take as they come).
@@ -81,6 +94,8 @@ pub const UNKNOWN_SESSION: &str = "an unknown session";
 pub const TOO_BIG: &str = "a body over the limit";
 pub const PLAIN_TEXT: &str = "a text/plain body";
 pub const WRONG_METHOD: &str = "a method the path does not serve";
+pub const WEBHOOK_CREATED: &str = "a tenant admin subscribes a webhook";
+pub const DELIVERY_LOG: &str = "a webhook's delivery log";
 
 /// One real response and the route that gave it.
 #[derive(Debug, Clone)]
@@ -504,14 +519,19 @@ async fn collect(app: &TestApp) -> Vec<Response> {
     let r = app.post(TICKETS, &outsider, 12, None).await;
     c.error(OUTSIDE_ROLE, TICKETS, Method::POST, &r, 403, "forbidden");
 
+    collect_webhooks(app, &mut c).await;
+
     // 405 on every path, then 5xx on every operation once storage is gone:
     // validated only where the document lists them.
-    let concrete = |route: &str| route.replace("{id}", &session);
+    let concrete = |route: &str| route.replace("{id}", &session).replace("{delivery_id}", &unknown.to_string());
     let paths: BTreeSet<&'static str> = OPERATIONS.iter().map(|o| o.path).collect();
     for route in paths {
-        let r = app.call(Method::DELETE, &concrete(route), &agent, 12, None).await;
-        assert_eq!(r.status, 405, "DELETE {route}: {}", r.body);
-        c.probe(WRONG_METHOD, route, Method::DELETE, &r, "method_not_allowed");
+        // A method the path does not serve: DELETE, or PUT where DELETE is served.
+        let serves_delete = OPERATIONS.iter().any(|o| o.path == route && o.method == "delete");
+        let method = if serves_delete { Method::PUT } else { Method::DELETE };
+        let r = app.call(method.clone(), &concrete(route), &agent, 12, None).await;
+        assert_eq!(r.status, 405, "{method} {route}: {}", r.body);
+        c.probe(WRONG_METHOD, route, method, &r, "method_not_allowed");
     }
     break_storage(app).await;
     for Operation { path: route, method, .. } in OPERATIONS {
@@ -522,6 +542,8 @@ async fn collect(app: &TestApp) -> Vec<Response> {
             (TRANSFER, _) => Some(json!({ "agent_id": 2 })),
             (MESSAGES, "post") => Some(json!({ "message": "halo" })),
             (READ, _) => Some(json!({ "message_id": unknown })),
+            (WEBHOOKS, "post") => Some(json!({ "url": "http://127.0.0.1:9/hook", "events": ["message.created"] })),
+            (WEBHOOK, "patch") => Some(json!({ "active": true })),
             _ => None,
         };
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("an HTTP method");
@@ -534,6 +556,149 @@ async fn collect(app: &TestApp) -> Vec<Response> {
         c.probe("storage gone", route, method, &r, code);
     }
     c.0
+}
+
+/// Drives the webhook routes to every response they can give.
+async fn collect_webhooks(app: &TestApp, c: &mut Responses) {
+    let admin = User::with_tenant_role(50, 30, "koperasi_admin");
+    let agent = User::agent(1);
+    let member = User::member(130, 30);
+    let outsider = User::outsider(300, 30);
+    let unknown = uuid::Uuid::now_v7();
+    let big = "x".repeat(20 * 1024);
+    // Nothing listens on the discard port: deliveries fail and stay in the log.
+    let url = "http://127.0.0.1:9/hook";
+    let body = json!({ "url": url, "events": ["session.opened", "message.created"], "description": "CRM" });
+    let with_tenant = |method: Method, path: &str, user: &User| {
+        app.client.request(method, app.url(path)).bearer_auth(user.token()).header("X-Tenant-ID", "30")
+    };
+
+    // POST /webhooks.
+    let r = app.raw(with_tenant(Method::POST, WEBHOOKS, &admin).json(&body)).await;
+    assert!(r.data()["secret"].is_string(), "{}", r.body);
+    c.ok(WEBHOOK_CREATED, WEBHOOKS, Method::POST, &r, 201);
+    let hook = r.id();
+    let r = app.raw(app.client.post(app.url(WEBHOOKS)).bearer_auth(agent.token()).json(&body)).await;
+    assert_eq!(r.data()["scope"], "platform", "{}", r.body);
+    c.ok("a platform agent subscribes platform-wide", WEBHOOKS, Method::POST, &r, 201);
+    let r = app.raw(with_tenant(Method::POST, WEBHOOKS, &admin).json(&json!({ "url": "ftp://x", "events": [] }))).await;
+    c.error("a bad url and no events", WEBHOOKS, Method::POST, &r, 400, "validation_error");
+    let r = app.raw(app.client.post(app.url(WEBHOOKS)).header("X-Tenant-ID", "30").json(&body)).await;
+    c.error(NO_TOKEN, WEBHOOKS, Method::POST, &r, 401, "unauthorized");
+    let r = app.raw(with_tenant(Method::POST, WEBHOOKS, &member).json(&body)).await;
+    c.error("a tenant user who is not an admin", WEBHOOKS, Method::POST, &r, 403, "forbidden");
+    let r = app.raw(with_tenant(Method::POST, WEBHOOKS, &admin).json(&json!({ "url": big, "events": [] }))).await;
+    c.error(TOO_BIG, WEBHOOKS, Method::POST, &r, 413, "payload_too_large");
+    let r = app.raw(plain_text(app, Method::POST, WEBHOOKS, &admin, 30)).await;
+    c.error(PLAIN_TEXT, WEBHOOKS, Method::POST, &r, 415, "unsupported_media_type");
+
+    // GET /webhooks.
+    let r = app.raw(with_tenant(Method::GET, WEBHOOKS, &admin)).await;
+    c.ok("a tenant's webhooks", WEBHOOKS, Method::GET, &r, 200);
+    let r = app.raw(with_tenant(Method::GET, &format!("{WEBHOOKS}?limit=0"), &admin)).await;
+    c.error("a bad limit", WEBHOOKS, Method::GET, &r, 400, "validation_error");
+    let r = app.raw(app.client.get(app.url(WEBHOOKS)).header("X-Tenant-ID", "30")).await;
+    c.error(NO_TOKEN, WEBHOOKS, Method::GET, &r, 401, "unauthorized");
+    let r = app.raw(with_tenant(Method::GET, WEBHOOKS, &outsider)).await;
+    c.error(OUTSIDE_ROLE, WEBHOOKS, Method::GET, &r, 403, "forbidden");
+
+    // An event, so the log has a delivery (failing: nothing listens).
+    let r = app.post(SESSIONS, &member, 30, None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let deliveries = format!("/webhooks/{hook}/deliveries");
+    let started = std::time::Instant::now();
+    let delivery = loop {
+        let r = app.raw(with_tenant(Method::GET, &deliveries, &admin)).await;
+        if let Some(d) = r.data().as_array().and_then(|a| a.first()).filter(|d| d["attempts"].as_i64() > Some(0)) {
+            let id = d["id"].as_str().unwrap().to_owned();
+            c.ok(DELIVERY_LOG, DELIVERIES, Method::GET, &r, 200);
+            break id;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no delivery attempted: {}", r.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let r = app.raw(with_tenant(Method::GET, &format!("{deliveries}?cursor=first"), &admin)).await;
+    c.error("a bad cursor", DELIVERIES, Method::GET, &r, 400, "validation_error");
+    let r = app.raw(app.client.get(app.url(&deliveries)).header("X-Tenant-ID", "30")).await;
+    c.error(NO_TOKEN, DELIVERIES, Method::GET, &r, 401, "unauthorized");
+    let r = app.raw(with_tenant(Method::GET, &deliveries, &member)).await;
+    c.error("a tenant user who is not an admin", DELIVERIES, Method::GET, &r, 403, "forbidden");
+    let r = app.raw(with_tenant(Method::GET, &format!("/webhooks/{unknown}/deliveries"), &admin)).await;
+    c.error("an unknown webhook", DELIVERIES, Method::GET, &r, 404, "not_found");
+
+    // POST …/redeliver.
+    let redeliver = format!("/webhooks/{hook}/deliveries/{delivery}/redeliver");
+    let r = app.raw(with_tenant(Method::POST, &redeliver, &admin)).await;
+    c.ok("a delivery sent again", REDELIVER, Method::POST, &r, 202);
+    let r = app.raw(with_tenant(Method::POST, &format!("/webhooks/{hook}/deliveries/x/redeliver"), &admin)).await;
+    c.error("a malformed delivery id", REDELIVER, Method::POST, &r, 400, "validation_error");
+    let r = app.raw(app.client.post(app.url(&redeliver)).header("X-Tenant-ID", "30")).await;
+    c.error(NO_TOKEN, REDELIVER, Method::POST, &r, 401, "unauthorized");
+    let r = app.raw(with_tenant(Method::POST, &redeliver, &member)).await;
+    c.error("a tenant user who is not an admin", REDELIVER, Method::POST, &r, 403, "forbidden");
+    let r =
+        app.raw(with_tenant(Method::POST, &format!("/webhooks/{hook}/deliveries/{unknown}/redeliver"), &admin)).await;
+    c.error("an unknown delivery", REDELIVER, Method::POST, &r, 404, "not_found");
+
+    // GET /webhooks/{id}.
+    let one = format!("/webhooks/{hook}");
+    let r = app.raw(with_tenant(Method::GET, &one, &admin)).await;
+    c.ok("one webhook", WEBHOOK, Method::GET, &r, 200);
+    let r = app.raw(with_tenant(Method::GET, "/webhooks/not-a-uuid", &admin)).await;
+    c.error("a malformed id", WEBHOOK, Method::GET, &r, 400, "validation_error");
+    let r = app.raw(app.client.get(app.url(&one)).header("X-Tenant-ID", "30")).await;
+    c.error(NO_TOKEN, WEBHOOK, Method::GET, &r, 401, "unauthorized");
+    let r = app.raw(with_tenant(Method::GET, &one, &member)).await;
+    c.error("a tenant user who is not an admin", WEBHOOK, Method::GET, &r, 403, "forbidden");
+    let r = app.raw(app.client.get(app.url(&one)).bearer_auth(admin.token()).header("X-Tenant-ID", "31")).await;
+    c.error("another tenant's webhook", WEBHOOK, Method::GET, &r, 403, "forbidden");
+    let other = User::with_tenant_role(51, 31, "umkm_admin");
+    let r = app.raw(app.client.get(app.url(&one)).bearer_auth(other.token()).header("X-Tenant-ID", "31")).await;
+    c.error("an unknown webhook", WEBHOOK, Method::GET, &r, 404, "not_found");
+
+    // PATCH /webhooks/{id}.
+    let r =
+        app.raw(with_tenant(Method::PATCH, &one, &admin).json(&json!({ "active": false, "description": "" }))).await;
+    assert_eq!(r.data()["status"], "disabled", "{}", r.body);
+    c.ok("a webhook disabled", WEBHOOK, Method::PATCH, &r, 200);
+    let r = app.raw(with_tenant(Method::PATCH, &one, &admin).json(&json!({ "events": ["nothing"] }))).await;
+    c.error("an unknown event type", WEBHOOK, Method::PATCH, &r, 400, "validation_error");
+    let r = app.raw(app.client.patch(app.url(&one)).header("X-Tenant-ID", "30").json(&json!({}))).await;
+    c.error(NO_TOKEN, WEBHOOK, Method::PATCH, &r, 401, "unauthorized");
+    let r = app.raw(with_tenant(Method::PATCH, &one, &member).json(&json!({}))).await;
+    c.error("a tenant user who is not an admin", WEBHOOK, Method::PATCH, &r, 403, "forbidden");
+    let r = app.raw(with_tenant(Method::PATCH, &format!("/webhooks/{unknown}"), &admin).json(&json!({}))).await;
+    c.error("an unknown webhook", WEBHOOK, Method::PATCH, &r, 404, "not_found");
+    let r = app.raw(with_tenant(Method::PATCH, &one, &admin).json(&json!({ "description": big }))).await;
+    c.error(TOO_BIG, WEBHOOK, Method::PATCH, &r, 413, "payload_too_large");
+    let r = app.raw(plain_text(app, Method::PATCH, &one, &admin, 30)).await;
+    c.error(PLAIN_TEXT, WEBHOOK, Method::PATCH, &r, 415, "unsupported_media_type");
+
+    // POST /webhooks/{id}/rotate-secret.
+    let rotate = format!("/webhooks/{hook}/rotate-secret");
+    let r = app.raw(with_tenant(Method::POST, &rotate, &admin)).await;
+    assert!(r.data()["secret"].is_string() && r.data()["previous_secret_expires_at"].is_string(), "{}", r.body);
+    c.ok("a rotated secret", ROTATE, Method::POST, &r, 200);
+    let r = app.raw(with_tenant(Method::POST, "/webhooks/x/rotate-secret", &admin)).await;
+    c.error("a malformed id", ROTATE, Method::POST, &r, 400, "validation_error");
+    let r = app.raw(app.client.post(app.url(&rotate)).header("X-Tenant-ID", "30")).await;
+    c.error(NO_TOKEN, ROTATE, Method::POST, &r, 401, "unauthorized");
+    let r = app.raw(with_tenant(Method::POST, &rotate, &member)).await;
+    c.error("a tenant user who is not an admin", ROTATE, Method::POST, &r, 403, "forbidden");
+    let r = app.raw(with_tenant(Method::POST, &format!("/webhooks/{unknown}/rotate-secret"), &admin)).await;
+    c.error("an unknown webhook", ROTATE, Method::POST, &r, 404, "not_found");
+
+    // DELETE /webhooks/{id}.
+    let r = app.raw(with_tenant(Method::DELETE, "/webhooks/x", &admin)).await;
+    c.error("a malformed id", WEBHOOK, Method::DELETE, &r, 400, "validation_error");
+    let r = app.raw(app.client.delete(app.url(&one)).header("X-Tenant-ID", "30")).await;
+    c.error(NO_TOKEN, WEBHOOK, Method::DELETE, &r, 401, "unauthorized");
+    let r = app.raw(with_tenant(Method::DELETE, &one, &member)).await;
+    c.error("a tenant user who is not an admin", WEBHOOK, Method::DELETE, &r, 403, "forbidden");
+    let r = app.raw(with_tenant(Method::DELETE, &one, &admin)).await;
+    c.ok("a webhook deleted", WEBHOOK, Method::DELETE, &r, 200);
+    let r = app.raw(with_tenant(Method::DELETE, &one, &admin)).await;
+    c.error("an unknown webhook", WEBHOOK, Method::DELETE, &r, 404, "not_found");
 }
 
 /// A request without a token.

@@ -8,6 +8,7 @@ use livechat::domain::access::AccessPolicy;
 use livechat::realtime::RealtimeSettings;
 use livechat::service::Limits;
 use livechat::store::{DatabaseUrl, StoreConfig};
+use livechat::webhooks::WebhookSettings;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -261,6 +262,23 @@ pub struct TestOptions {
     pub search_window: u32,
     /// Action quotas; off unless a test sets them (the suite sends a lot as few users).
     pub quotas: livechat::service::QuotaSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook settings for tests: receivers are on loopback over plain http,
+/// and retries come quickly.
+pub fn test_webhook_settings() -> WebhookSettings {
+    let mut settings = WebhookSettings::default();
+    settings.rules.urls.allow_private = true;
+    settings.timeout = Duration::from_secs(2);
+    settings.schedule = livechat::domain::webhook::RetrySchedule::new(vec![
+        Duration::from_millis(100),
+        Duration::from_millis(200),
+        Duration::from_millis(300),
+    ])
+    .expect("schedule");
+    settings.poll_interval = Duration::from_millis(50);
+    settings
 }
 
 impl Default for TestOptions {
@@ -291,6 +309,7 @@ impl Default for TestOptions {
                 queue: 64,
                 typing_interval: Duration::from_millis(200),
             },
+            webhooks: test_webhook_settings(),
         }
     }
 }
@@ -342,6 +361,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
         ui: false,
         cors_origins: options.cors_origins.clone(),
         metrics_bind: options.metrics_bind,
+        webhooks: options.webhooks.clone(),
     }
 }
 

@@ -27,3 +27,4 @@ mod sessions;
 mod stream;
 mod strict;
 mod typescript;
+mod webhooks;

@@ -17,6 +17,7 @@ use crate::domain::ids::{SessionId, TenantId, UserId};
 use crate::domain::message::{Appended, Message, NewMessage};
 use crate::domain::session::SessionStatus;
 use crate::domain::time::Timestamp;
+use crate::domain::webhook::{EventType, OutboxEvent};
 use crate::store::StoreError;
 use crate::store::commit_gate::CommitGate;
 use std::collections::{BTreeMap, HashMap};
@@ -192,6 +193,22 @@ impl<DB: Dialect> SqlStore<DB> {
             return Ok(Batched::Done(answers));
         }
         self.write_batch(&mut tx, batch, &answers, &sessions).await?;
+        // Webhook events, in the same transaction: one exists if and only if its message committed.
+        let events: Vec<OutboxEvent> = answers
+            .iter()
+            .filter_map(|answer| match answer {
+                Ok(Appended::Created(m)) => Some(OutboxEvent {
+                    id: m.id.uuid(),
+                    kind: EventType::MessageCreated,
+                    tenant_id: m.tenant_id,
+                    session_id: m.session_id,
+                    seq: m.seq,
+                    at: m.created_at,
+                }),
+                _ => None,
+            })
+            .collect();
+        self.record_outbox_many(&mut tx, &events).await?;
         // The last moment a send can be left out: past its gate, it commits with the batch.
         let called_off = created.iter().filter(|&&i| batch[i].gate.as_ref().is_some_and(|gate| !gate.pass_now()));
         if called_off.count() > 0 {

@@ -17,6 +17,7 @@ mod presence;
 mod reads;
 mod sessions;
 mod tickets;
+mod webhooks;
 
 use super::breaker::Breaker;
 use super::{CommitOutcome, Store, StoreError, StoreStats};
@@ -26,6 +27,7 @@ use crate::domain::message::{Message, SearchTerm};
 use crate::domain::page::{Page, PagePlan, Paged, Scan};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
+use crate::domain::webhook::{EventType, OutboxEvent};
 use crate::metrics::{ErrorLabels, Metrics};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
@@ -92,6 +94,9 @@ pub trait Dialect: Exec + Database<Row: Record> {
     /// `None` for a local file, whose COMMIT either succeeds or fails and
     /// rolls back, never in between.
     const TRANSACTION_IDS: Option<TransactionIds>;
+
+    /// What the webhook outbox and delivery claims need from the engine.
+    const WEBHOOKS: WebhookSql;
 }
 
 /// How an engine names transactions and reports their outcome.
@@ -107,6 +112,19 @@ pub struct TransactionIds {
 pub enum Constraint {
     /// `sessions_one_open_per_tenant`: the tenant already has an OPEN session.
     OneOpenSessionPerTenant,
+}
+
+/// How an engine serves the webhook worker (see [`Dialect::WEBHOOKS`]).
+pub struct WebhookSql {
+    /// Row locks (`FOR UPDATE`, `SKIP LOCKED`) exist: several nodes share the
+    /// database. Without them (SQLite) one writer serialises everything anyway.
+    pub row_locks: bool,
+    /// The outbox column in insertion order.
+    pub outbox_order: &'static str,
+    /// A statement answering `locked` = 1 if this transaction may fan the
+    /// outbox out (one node at a time, so a session's events keep their
+    /// order); `None` where transactions are serialised anyway.
+    pub dispatch_lock: Option<&'static str>,
 }
 
 /// How an engine explains a query (see [`Dialect::EXPLAIN`]).
@@ -658,17 +676,27 @@ impl<DB: Dialect> SqlStore<DB> {
         let mut qb = QueryBuilder::<DB>::new(
             "INSERT INTO session_events (tenant_id, session_id, seq, id, kind, agent_id, status, at) VALUES ",
         );
+        let event_id = Uuid::now_v7();
         qb.push_values(vec![
             session.tenant_id.get().into(),
             session.id.uuid().into(),
             seq.into(),
-            Uuid::now_v7().into(),
+            event_id.into(),
             change.as_str().into(),
             session.agent_id.map(UserId::get).into(),
             session.status.as_str().into(),
             at.micros().into(),
         ]);
         self.tx_run(tx, &qb).await?;
+        let event = OutboxEvent {
+            id: event_id,
+            kind: EventType::of_change(change),
+            tenant_id: session.tenant_id,
+            session_id: session.id,
+            seq,
+            at,
+        };
+        self.record_outbox(tx, &event).await?;
         Ok(Notice::Committed { tenant: session.tenant_id, session: session.id, seq, session_change: true })
     }
 
