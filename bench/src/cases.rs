@@ -270,6 +270,9 @@ fn fill(r: &mut CaseResult, m: &load::Measured) {
     if !m.error_kinds.is_empty() {
         r.extra.insert("error_kinds".into(), json!(m.error_kinds));
     }
+    if let Some(e) = &m.first_error {
+        r.extra.insert("first_error".into(), json!(e));
+    }
 }
 
 /// Reads a stream until told to stop, recording how long each message
@@ -494,7 +497,9 @@ async fn idle(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
     let n = ctx.settings.idle_connections;
     let sessions: Vec<SessionRef> =
         if ctx.seeded.spread.is_empty() { vec![ctx.seeded.page.clone()] } else { ctx.seeded.spread.clone() };
-    let settle = || tokio::time::sleep(Duration::from_secs(2));
+    // Long enough for the server to finish tearing down; shorter in quick runs.
+    let pause = (ctx.settings.duration / 2).min(Duration::from_secs(2));
+    let settle = || tokio::time::sleep(pause);
     settle().await;
     let before = procs::rss_kib(&ctx.pids);
     let sampler = Sampler::start(&ctx.pids);

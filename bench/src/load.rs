@@ -216,14 +216,17 @@ impl Progress {
         let tty = std::io::stderr().is_terminal();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut last_ok = 0;
+            let (mut last_ok, mut last_start) = (0, None);
             while !me.stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let started = me.started.lock().ok().and_then(|s| *s);
                 let Some(started) = started else {
-                    last_ok = 0;
                     continue;
                 };
+                if last_start != Some(started) {
+                    // A new case: its counters start from zero.
+                    (last_ok, last_start) = (0, Some(started));
+                }
                 let label = me.label.lock().map(|l| l.clone()).unwrap_or_default();
                 let planned = me.planned.lock().map(|p| *p).unwrap_or_default();
                 let ok = me.ok.load(Ordering::Relaxed);
@@ -262,6 +265,8 @@ pub struct Measured {
     pub error_kinds: BTreeMap<String, u64>,
     /// Latency per operation kind (the first element of what `MakeReq` returns).
     pub per_kind: Vec<Histogram<u64>>,
+    /// The first failure's request and response, for diagnosis.
+    pub first_error: Option<String>,
 }
 
 impl Measured {
@@ -308,6 +313,7 @@ pub async fn closed_loop(
             let mut per_kind: Vec<Histogram<u64>> = (0..KINDS).map(|_| histogram()).collect();
             let (mut ok, mut errors) = (0u64, 0u64);
             let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+            let mut first_error: Option<String> = None;
             let mut i = 0u64;
             loop {
                 let t0 = Instant::now();
@@ -317,12 +323,25 @@ pub async fn closed_loop(
                 let counted = t0 >= measure_from;
                 let (op, req) = make(w, i);
                 let op = op.min(KINDS - 1);
+                let what = if first_error.is_none() { format!("{} {}", req.method, req.path) } else { String::new() };
                 let outcome = conn.send(req).await;
                 i += 1;
                 let kind = match outcome {
                     Ok((status, _)) if status.is_success() => None,
-                    Ok((status, _)) => Some(format!("HTTP {}", status.as_u16())),
-                    Err(e) => Some(format!("{:#}", e).chars().take(120).collect()),
+                    Ok((status, body)) => {
+                        if first_error.is_none() {
+                            let body: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+                            first_error = Some(format!("{what} -> {status}: {body}"));
+                        }
+                        Some(format!("HTTP {}", status.as_u16()))
+                    }
+                    Err(e) => {
+                        let e: String = format!("{e:#}").chars().take(120).collect();
+                        if first_error.is_none() {
+                            first_error = Some(format!("{what} -> {e}"));
+                        }
+                        Some(e)
+                    }
                 };
                 match kind {
                     None => {
@@ -350,15 +369,17 @@ pub async fn closed_loop(
                     }
                 }
             }
-            (hist, per_kind, ok, errors, kinds)
+            (hist, per_kind, ok, errors, kinds, first_error)
         }));
     }
     let mut latency = histogram();
     let mut per_kind: Vec<Histogram<u64>> = (0..KINDS).map(|_| histogram()).collect();
     let (mut ok, mut errors) = (0, 0);
     let mut error_kinds = BTreeMap::new();
+    let mut first_error = None;
     for t in tasks {
-        let (h, pk, o, e, k) = t.await.context("load worker panicked")?;
+        let (h, pk, o, e, k, fe) = t.await.context("load worker panicked")?;
+        first_error = first_error.or(fe);
         latency.add(&h).context("merging histograms")?;
         for (all, one) in per_kind.iter_mut().zip(&pk) {
             all.add(one).context("merging histograms")?;
@@ -370,7 +391,7 @@ pub async fn closed_loop(
         }
     }
     let elapsed = Instant::now().saturating_duration_since(measure_from).min(duration + REQUEST_TIMEOUT);
-    Ok(Measured { ok, errors, latency, elapsed, error_kinds, per_kind })
+    Ok(Measured { ok, errors, latency, elapsed, error_kinds, per_kind, first_error })
 }
 
 /// Runs `n` setup requests with `conns` connections (seeding through the

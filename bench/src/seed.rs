@@ -133,17 +133,14 @@ pub fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
-/// A UUIDv7 carrying the given time, as the server's ids do.
+/// A UUIDv7 carrying the given time, as the server's ids do; its random
+/// bits come from the seeded generator, so the same run seeds the same ids.
 fn id_at(micros: i64, rng: &mut Rng) -> Uuid {
-    let secs = (micros / 1_000_000) as u64;
-    let nanos = ((micros % 1_000_000) * 1000) as u32;
-    let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos);
-    let mut bytes = *Uuid::new_v7(ts).as_bytes();
-    // Fill the random part from the seeded generator: reproducible ids.
-    let r = rng.next().to_le_bytes();
-    bytes[8] = (bytes[8] & 0xC0) | (r[0] & 0x3F);
-    bytes[9..16].copy_from_slice(&r[1..8]);
-    Uuid::from_bytes(bytes)
+    let millis = u64::try_from(micros / 1000).unwrap_or(0);
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&rng.next().to_le_bytes());
+    random[8..].copy_from_slice(&rng.next().to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 /// The messages of one session: `n` rows from `start` µs, one a second.
@@ -601,5 +598,8 @@ mod tests {
         let common = rows.iter().filter(|r| r.folded.contains(COMMON_TERM)).count();
         assert!((20..=90).contains(&common), "{common}");
         assert!(WORDS.iter().all(|w| !w.contains(RARE_TERM) && !w.contains(COMMON_TERM)));
+        let again: Vec<Row> = Generator::new(1, 1000, 0, 7, true).collect();
+        assert!(rows.iter().zip(&again).all(|(a, b)| a.id == b.id && a.text == b.text), "reproducible");
+        assert_eq!(rows[5].id.get_version_num(), 7);
     }
 }

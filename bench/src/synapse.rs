@@ -213,6 +213,9 @@ pub async fn run_cases(
                     if !m.error_kinds.is_empty() {
                         r.extra.insert("error_kinds".into(), json!(m.error_kinds));
                     }
+                    if let Some(e) = &m.first_error {
+                        r.extra.insert("first_error".into(), json!(e));
+                    }
                     r.server = Some(usage);
                 }
                 Err(e) => r.failure = Some(format!("{e:#}")),
