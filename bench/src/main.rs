@@ -28,10 +28,10 @@ struct Cli {
     /// The release `livechat` binary under test (built beforehand).
     #[arg(long, default_value = "target/release/livechat")]
     server: PathBuf,
-    /// livechat targets: sqlite, postgres, two-nodes (two processes on one PostgreSQL database).
+    /// Targets: sqlite, postgres, two-nodes (two livechat processes on one PostgreSQL database), synapse.
     #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres,two-nodes")]
     targets: Vec<String>,
-    /// Also run the comparable cases on Synapse (install it with bench/synapse/setup.sh).
+    /// Also run the comparable cases on Synapse, after the others (install it with bench/synapse/setup.sh).
     #[arg(long)]
     synapse: bool,
     /// A few seconds a case and small seeds, livechat only: proves the instrument works.
@@ -168,18 +168,19 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<bool> {
         );
     }
     for t in &cli.targets {
-        if !matches!(t.as_str(), "sqlite" | "postgres" | "two-nodes") {
-            bail!("unknown target {t:?}: use sqlite, postgres, two-nodes");
+        if !matches!(t.as_str(), "sqlite" | "postgres" | "two-nodes" | "synapse") {
+            bail!("unknown target {t:?}: use sqlite, postgres, two-nodes, synapse");
         }
     }
-    if cli.quick && cli.synapse {
+    let with_synapse = cli.synapse || cli.targets.iter().any(|t| t == "synapse");
+    if cli.quick && with_synapse {
         bail!("--quick runs livechat only; drop --synapse");
     }
     std::fs::create_dir_all(&cli.out_dir).with_context(|| format!("creating {}", cli.out_dir.display()))?;
     let (plan, settings) = plan_and_settings(&cli);
     let fds = procs::raise_fd_limit(65_536).await;
-    // Two sockets per connection on loopback (ours and the server's) plus files.
-    let needed = 2 * settings.idle_connections.max(settings.fanout_subscribers) as u64 + 1024;
+    // One socket per connection in each process (ours, the server's), plus files.
+    let needed = settings.idle_connections.max(settings.fanout_subscribers) as u64 + 1024;
     if fds < needed && settings.wants("ws-idle") {
         eprintln!("warning: open-file limit {fds} is below the {needed} the idle WebSocket case needs");
     }
@@ -216,7 +217,7 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<bool> {
     let mut results: Vec<CaseResult> = Vec::new();
     let epoch = Instant::now();
 
-    for target in &cli.targets {
+    for target in cli.targets.iter().filter(|t| *t != "synapse") {
         let load_before = procs::load_average();
         eprintln!("== {target}: load average {}", fmt_load(load_before));
         let outcome = run_target(
@@ -245,7 +246,7 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<bool> {
         meta["load_average"][target] = json!({ "before": load_before, "after": procs::load_average() });
     }
 
-    if cli.synapse {
+    if with_synapse {
         let load_before = procs::load_average();
         eprintln!("== synapse: load average {}", fmt_load(load_before));
         let spec = synapse::SynapseSpec {

@@ -143,26 +143,41 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Raises this process's open-file limit to its hard limit (and the hard
-/// limit too when allowed) with `prlimit`, so 10,000 sockets fit; children
-/// started afterwards inherit it. Done through the util-linux tool rather
-/// than a raw `setrlimit`, which would need `unsafe` here.
+/// Raises this process's open-file limit towards `want` with `prlimit`
+/// (children started afterwards inherit it): both limits when allowed,
+/// else the soft limit up to the hard one. Done through the util-linux tool
+/// rather than a raw `setrlimit`, which would need `unsafe` here.
 pub async fn raise_fd_limit(want: u64) -> u64 {
     let me = std::process::id().to_string();
-    let target = format!("--nofile={want}:{want}");
-    let raised = Command::new("prlimit").args(["--pid", &me, &target]).status().await;
-    if !matches!(raised, Ok(s) if s.success()) {
-        // Not root: at least lift the soft limit to the hard one.
-        let _ = Command::new("prlimit").args(["--pid", &me, "--nofile=unlimited:"]).status().await;
+    let set = |soft: u64, hard: u64| {
+        let me = me.clone();
+        async move {
+            Command::new("prlimit")
+                .args(["--pid", &me, &format!("--nofile={soft}:{hard}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await
+                .is_ok_and(|s| s.success())
+        }
+    };
+    let (soft, hard) = fd_limits().unwrap_or((0, 0));
+    if soft < want && !set(want, want.max(hard)).await && hard > soft {
+        set(hard.min(want), hard).await;
     }
-    fd_limit().unwrap_or(0)
+    fd_limits().map(|l| l.0).unwrap_or(0)
 }
 
-/// This process's soft open-file limit.
-pub fn fd_limit() -> Option<u64> {
+/// This process's soft and hard open-file limits.
+pub fn fd_limits() -> Option<(u64, u64)> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+    let mut f = line.split_whitespace().skip(3);
+    let parse = |v: Option<&str>| match v? {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    };
+    Some((parse(f.next())?, parse(f.next())?))
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat` (100 on Linux unless told).

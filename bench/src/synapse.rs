@@ -72,6 +72,9 @@ impl SynapseSpec {
         if !base.exists() {
             bail!("{} is missing: run bench/synapse/setup.sh", base.display());
         }
+        // Synapse runs in its data directory, so every path it is given must be absolute.
+        let abs = |p: &Path| std::fs::canonicalize(p).with_context(|| format!("{} is missing", p.display()));
+        let (base, overlay, python) = (abs(&base)?, abs(&self.overlay)?, abs(&self.venv)?.join("bin/python"));
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
@@ -88,11 +91,11 @@ impl SynapseSpec {
         std::fs::write(&run, yaml).with_context(|| format!("writing {}", run.display()))?;
         let log = dir.join("synapse.out");
         let out = std::fs::File::create(&log)?;
-        let child = tokio::process::Command::new(self.venv.join("bin/python"))
+        let child = tokio::process::Command::new(python)
             .args(["-m", "synapse.app.homeserver", "-c"])
             .arg(&base)
             .arg("-c")
-            .arg(&self.overlay)
+            .arg(&overlay)
             .arg("-c")
             .arg(&run)
             .current_dir(dir)
