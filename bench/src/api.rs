@@ -101,10 +101,9 @@ pub async fn subscribe(addr: SocketAddr, ticket: &str, session: Uuid, tenant: i6
         // Small buffers: 10,000 idle clients must not cost the generator gigabytes.
         let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
         let url = format!("ws://{addr}{PREFIX}/realtime/ws?ticket={ticket}");
-        let (mut ws, _) =
-            tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
-                .await
-                .context("WebSocket upgrade")?;
+        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
+            .await
+            .context("WebSocket upgrade")?;
         let sub = json!({ "type": "subscribe", "session_id": session, "tenant_id": tenant });
         ws.send(Message::text(sub.to_string())).await.context("sending subscribe")?;
         while let Some(msg) = ws.next().await {

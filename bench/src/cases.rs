@@ -133,7 +133,10 @@ async fn dispatch(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
         let (query, what) = if name == "page-latest-c64" {
             ("limit=10".to_owned(), format!("newest 10 of a {}-message session", s.page.messages))
         } else {
-            (format!("limit=10&cursor={}", s.deep_cursor), format!("10 messages from a cursor deep in a {}-message session", s.page.messages))
+            (
+                format!("limit=10&cursor={}", s.deep_cursor),
+                format!("10 messages from a cursor deep in a {}-message session", s.page.messages),
+            )
         };
         let make: MakeReq = Arc::new(move |_, _| (0, api::page(&token, tenant, id, &query)));
         return closed(ctx, name, &what, 64, make).await;
@@ -252,7 +255,8 @@ async fn start_perf(ctx: &Ctx<'_>, name: &str, planned: Duration) -> Option<toki
 /// A closed-loop case: `conns` connections back to back.
 async fn closed(ctx: &Ctx<'_>, name: &str, what: &str, conns: usize, make: MakeReq) -> anyhow::Result<CaseResult> {
     let sampler = Sampler::start(&ctx.pids);
-    let m = load::closed_loop(&ctx.addrs, conns, ctx.settings.warmup(), ctx.settings.duration, make, &ctx.progress).await?;
+    let m =
+        load::closed_loop(&ctx.addrs, conns, ctx.settings.warmup(), ctx.settings.duration, make, &ctx.progress).await?;
     let usage = sampler.finish();
     let mut r = CaseResult::new(ctx.target, name, what, Headline::Throughput, conns);
     fill(&mut r, &m);
@@ -541,7 +545,13 @@ async fn idle(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
     settle().await;
     settle().await;
     let after = procs::rss_kib(&ctx.pids);
-    let mut r = CaseResult::new(ctx.target, name, "idle subscribed WebSockets: server memory each, and after close", Headline::Memory, n);
+    let mut r = CaseResult::new(
+        ctx.target,
+        name,
+        "idle subscribed WebSockets: server memory each, and after close",
+        Headline::Memory,
+        n,
+    );
     r.seconds = opened_in.as_secs_f64();
     r.ok = connect.len();
     r.throughput = connect.len() as f64 / opened_in.as_secs_f64().max(1e-9);
@@ -616,8 +626,9 @@ async fn mixed(ctx: &Ctx<'_>) -> anyhow::Result<CaseResult> {
     ctx.progress.begin(&format!("[{}] mixed", ctx.target), ctx.settings.mixed_duration);
     let sampler = Sampler::start(&ctx.pids);
     let conns = ctx.settings.mixed_conns;
-    let m = load::closed_loop(&ctx.addrs, conns, ctx.settings.warmup(), ctx.settings.mixed_duration, make, &ctx.progress)
-        .await?;
+    let m =
+        load::closed_loop(&ctx.addrs, conns, ctx.settings.warmup(), ctx.settings.mixed_duration, make, &ctx.progress)
+            .await?;
     let usage = sampler.finish();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop_tx.send(true);

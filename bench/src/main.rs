@@ -212,7 +212,8 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<bool> {
         "work_dir": work.display().to_string(),
         "load_average": {},
     });
-    let spec = procs::ServerSpec { binary: cli.server.clone(), log_filter: cli.server_log.clone(), extra_env: Vec::new() };
+    let spec =
+        procs::ServerSpec { binary: cli.server.clone(), log_filter: cli.server_log.clone(), extra_env: Vec::new() };
     let tokens = api::Tokens::new(procs::JWT_SECRET);
     let mut results: Vec<CaseResult> = Vec::new();
     let epoch = Instant::now();
@@ -291,7 +292,8 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<bool> {
     let json_path = cli.out_dir.join(format!("bench-{stamp}.json"));
     let md_path = cli.out_dir.join(format!("bench-{stamp}.md"));
     let doc = json!({ "meta": meta, "results": results });
-    std::fs::write(&json_path, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
     std::fs::write(&md_path, &markdown).with_context(|| format!("writing {}", md_path.display()))?;
     println!("{markdown}");
     eprintln!("results: {} and {}", json_path.display(), md_path.display());

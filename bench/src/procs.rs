@@ -272,11 +272,7 @@ impl Sampler {
         let wall = self.started.elapsed().as_secs_f64();
         let cpu1: f64 = self.pids.iter().filter_map(|p| cpu_seconds(*p, self.ticks)).sum();
         let sampled = self.peak_kib.lock().map(|p| *p).unwrap_or(0);
-        let hwm = if self.hwm_reset {
-            self.pids.iter().filter_map(|p| status_kib(*p, "VmHWM")).sum()
-        } else {
-            0
-        };
+        let hwm = if self.hwm_reset { self.pids.iter().filter_map(|p| status_kib(*p, "VmHWM")).sum() } else { 0 };
         let cpu = (cpu1 - self.cpu0).max(0.0);
         Usage {
             cpu_seconds: cpu,

@@ -187,10 +187,8 @@ fn notes(r: &CaseResult) -> String {
         parts.push(format!("{v:.1} read syscalls/msg"));
     }
     if let Some(v) = r.extra.get("ops").and_then(|v| v.as_object()) {
-        let ops: Vec<String> = v
-            .iter()
-            .filter_map(|(k, o)| Some(format!("{k} p99 {}", ms(o.get("p99")?.as_f64()?))))
-            .collect();
+        let ops: Vec<String> =
+            v.iter().filter_map(|(k, o)| Some(format!("{k} p99 {}", ms(o.get("p99")?.as_f64()?)))).collect();
         parts.push(ops.join(", "));
     }
     if let Some(v) = num("events_received") {
@@ -241,10 +239,11 @@ pub fn side_by_side(results: &[CaseResult]) -> String {
             let _ = write!(out, " {} |", cell.replace('|', "/"));
         }
         if peer.is_some() {
-            let ratio = match (find("sqlite", c).and_then(CaseResult::score), find("synapse", c).and_then(CaseResult::score)) {
-                (Some(a), Some(b)) => format!("{:.1}×", a / b),
-                _ => "–".into(),
-            };
+            let ratio =
+                match (find("sqlite", c).and_then(CaseResult::score), find("synapse", c).and_then(CaseResult::score)) {
+                    (Some(a), Some(b)) => format!("{:.1}×", a / b),
+                    _ => "–".into(),
+                };
             let _ = write!(out, " {ratio} |");
         }
         out.push('\n');

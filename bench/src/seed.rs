@@ -88,17 +88,135 @@ pub struct Seeded {
 /// Words the generated messages are made of (a support chat of small
 /// cooperatives); neither search term is among them.
 const WORDS: &[&str] = &[
-    "halo", "selamat", "pagi", "siang", "sore", "malam", "terima", "kasih", "mohon", "bantuan", "stok", "barang",
-    "habis", "kirim", "pesanan", "nomor", "invoice", "pembayaran", "transfer", "bank", "rekening", "sudah", "belum",
-    "masuk", "keluar", "anggota", "koperasi", "simpanan", "pinjaman", "bunga", "cicilan", "bulan", "minggu", "hari",
-    "besok", "kemarin", "tolong", "cek", "status", "akun", "login", "gagal", "berhasil", "aplikasi", "versi", "update",
-    "harga", "naik", "turun", "beras", "gula", "minyak", "kopi", "teh", "jagung", "padi", "panen", "petani", "kebun",
-    "sawah", "desa", "kecamatan", "kabupaten", "alamat", "ongkir", "kurir", "paket", "diterima", "rusak", "retur",
-    "tukar", "garansi", "laporan", "keuangan", "neraca", "kas", "saldo", "tagihan", "lunas", "jatuh", "tempo",
-    "rapat", "pengurus", "ketua", "bendahara", "sekretaris", "dokumen", "unggah", "foto", "bukti", "kwitansi", "data",
-    "ubah", "hapus", "tambah", "produk", "katalog", "toko", "online", "offline", "jam", "buka", "tutup", "libur",
-    "ya", "tidak", "bisa", "boleh", "segera", "nanti", "tunggu", "sebentar", "baik", "siap", "oke", "maaf", "kendala",
-    "sistem", "error", "lambat", "cepat", "tanya", "jawab", "info", "lanjut", "proses", "selesai", "kami", "anda",
+    "halo",
+    "selamat",
+    "pagi",
+    "siang",
+    "sore",
+    "malam",
+    "terima",
+    "kasih",
+    "mohon",
+    "bantuan",
+    "stok",
+    "barang",
+    "habis",
+    "kirim",
+    "pesanan",
+    "nomor",
+    "invoice",
+    "pembayaran",
+    "transfer",
+    "bank",
+    "rekening",
+    "sudah",
+    "belum",
+    "masuk",
+    "keluar",
+    "anggota",
+    "koperasi",
+    "simpanan",
+    "pinjaman",
+    "bunga",
+    "cicilan",
+    "bulan",
+    "minggu",
+    "hari",
+    "besok",
+    "kemarin",
+    "tolong",
+    "cek",
+    "status",
+    "akun",
+    "login",
+    "gagal",
+    "berhasil",
+    "aplikasi",
+    "versi",
+    "update",
+    "harga",
+    "naik",
+    "turun",
+    "beras",
+    "gula",
+    "minyak",
+    "kopi",
+    "teh",
+    "jagung",
+    "padi",
+    "panen",
+    "petani",
+    "kebun",
+    "sawah",
+    "desa",
+    "kecamatan",
+    "kabupaten",
+    "alamat",
+    "ongkir",
+    "kurir",
+    "paket",
+    "diterima",
+    "rusak",
+    "retur",
+    "tukar",
+    "garansi",
+    "laporan",
+    "keuangan",
+    "neraca",
+    "kas",
+    "saldo",
+    "tagihan",
+    "lunas",
+    "jatuh",
+    "tempo",
+    "rapat",
+    "pengurus",
+    "ketua",
+    "bendahara",
+    "sekretaris",
+    "dokumen",
+    "unggah",
+    "foto",
+    "bukti",
+    "kwitansi",
+    "data",
+    "ubah",
+    "hapus",
+    "tambah",
+    "produk",
+    "katalog",
+    "toko",
+    "online",
+    "offline",
+    "jam",
+    "buka",
+    "tutup",
+    "libur",
+    "ya",
+    "tidak",
+    "bisa",
+    "boleh",
+    "segera",
+    "nanti",
+    "tunggu",
+    "sebentar",
+    "baik",
+    "siap",
+    "oke",
+    "maaf",
+    "kendala",
+    "sistem",
+    "error",
+    "lambat",
+    "cepat",
+    "tanya",
+    "jawab",
+    "info",
+    "lanjut",
+    "proses",
+    "selesai",
+    "kami",
+    "anda",
 ];
 
 /// A small deterministic generator (splitmix64), so every run seeds the same text.
@@ -515,7 +633,9 @@ impl TempDb {
             }
         }
         let name = format!("{DB_PREFIX}{}", Uuid::now_v7().simple());
-        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.with_context(|| format!("creating {name}"))?;
+        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+            .with_context(|| format!("creating {name}"))?;
         let url = with_database(admin_url, &name)?;
         Ok(Self { admin_url: admin_url.to_owned(), name, url })
     }
@@ -548,7 +668,8 @@ impl TempDb {
 
 async fn admin(url: &str) -> anyhow::Result<PgConnection> {
     let options = PgConnectOptions::from_str(url).with_context(|| format!("bad PostgreSQL URL {url}"))?;
-    if !matches!(options.get_host(), "127.0.0.1" | "localhost" | "::1" | "[::1]") && !options.get_host().starts_with('/')
+    if !matches!(options.get_host(), "127.0.0.1" | "localhost" | "::1" | "[::1]")
+        && !options.get_host().starts_with('/')
     {
         bail!("PostgreSQL must be on this machine (loopback or a socket), not {}", options.get_host());
     }
@@ -584,7 +705,10 @@ mod tests {
             with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
             "postgres://postgres@127.0.0.1:5432/x"
         );
-        assert_eq!(with_database("postgres://u:p@127.0.0.1/db?sslmode=disable", "y").unwrap(), "postgres://u:p@127.0.0.1/y?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1/db?sslmode=disable", "y").unwrap(),
+            "postgres://u:p@127.0.0.1/y?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://127.0.0.1:5432", "z").unwrap(), "postgres://127.0.0.1:5432/z");
     }
 

@@ -238,7 +238,8 @@ pub async fn run_cases(
             continue;
         }
         let (t, r) = (Arc::clone(&token), Arc::clone(&room));
-        let make: MakeReq = Arc::new(move |w, i| (0, send_req(&t, &r, &format!("c{c}w{w}n{i}"), &format!("hot w{w} n{i}"))));
+        let make: MakeReq =
+            Arc::new(move |w, i| (0, send_req(&t, &r, &format!("c{c}w{w}n{i}"), &format!("hot w{w} n{i}"))));
         let what = "PUT /rooms/{room}/send/m.room.message/{txn} into one room".to_owned();
         let res = closed(name, what, c, make).await;
         sent += res.ok + res.errors;
@@ -249,7 +250,8 @@ pub async fn run_cases(
         let missing = page_messages.saturating_sub(sent);
         if missing > 0 {
             progress.begin("[synapse] seeding history through the API", Duration::ZERO);
-            let reqs = (0..missing).map(|i| send_req(&token, &room, &format!("seed{i}"), &format!("seed {i}"))).collect();
+            let reqs =
+                (0..missing).map(|i| send_req(&token, &room, &format!("seed{i}"), &format!("seed {i}"))).collect();
             load::batch(&addrs, 16, reqs, progress).await.context("seeding the room")?;
             progress.end();
         }
@@ -276,7 +278,8 @@ pub async fn run_cases(
                 None => "GET /rooms/{room}/messages?dir=b&limit=10".to_owned(),
                 Some(_) => format!("GET /rooms/{{room}}/messages?dir=b&limit=10&from=<{deep_offset} events back>"),
             };
-            let make: MakeReq = Arc::new(move |_, _| (0, messages_req(&t, &r, deep_from.as_deref().map(String::as_str), 10)));
+            let make: MakeReq =
+                Arc::new(move |_, _| (0, messages_req(&t, &r, deep_from.as_deref().map(String::as_str), 10)));
             results.push(closed(name.into(), what, 64, make).await);
         }
     }
