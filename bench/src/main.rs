@@ -29,7 +29,8 @@ struct Cli {
     #[arg(long, default_value = "target/release/livechat")]
     server: PathBuf,
     /// Targets: sqlite, postgres, two-nodes (two livechat processes on one PostgreSQL database), synapse.
-    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres,two-nodes")]
+    /// Default: sqlite,postgres,two-nodes; with --quick sqlite,postgres.
+    #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
     /// Also run the comparable cases on Synapse, after the others (install it with bench/synapse/setup.sh).
     #[arg(long)]
@@ -160,7 +161,11 @@ fn plan_and_settings(cli: &Cli) -> (Plan, Settings) {
     (plan, settings)
 }
 
-async fn run(cli: Cli, registry: Registry) -> anyhow::Result<bool> {
+async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<bool> {
+    if cli.targets.is_empty() {
+        let default: &[&str] = if cli.quick { &["sqlite", "postgres"] } else { &["sqlite", "postgres", "two-nodes"] };
+        cli.targets = default.iter().map(|t| (*t).to_owned()).collect();
+    }
     if !cli.server.exists() {
         bail!(
             "{} does not exist: build it first with `cargo build --release --locked --bin livechat`",
