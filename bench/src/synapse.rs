@@ -283,7 +283,144 @@ pub async fn run_cases(
             results.push(closed(name.into(), what, 64, make).await);
         }
     }
+    if settings.wants("mixed") {
+        results.push(mixed(syn, settings, &token, progress).await);
+    }
     Ok(results)
+}
+
+/// Rooms the mixed workload spreads over (room creation is slow on Synapse,
+/// so fewer than livechat's sessions).
+const MIXED_ROOMS: usize = 50;
+/// `/sync` long-polls held open during the mixed workload.
+const MIXED_SYNCS: usize = 50;
+
+/// The mixed workload through the adapter: the same operation shares as
+/// livechat's (history page, a room lookup, the room list, search, send)
+/// over several rooms, with `/sync` long-polls as the open streams.
+async fn mixed(syn: &Synapse, settings: &Settings, token: &Arc<String>, progress: &Arc<Progress>) -> CaseResult {
+    let conns = settings.mixed_conns;
+    let what = format!(
+        "{conns} clients over {MIXED_ROOMS} rooms: 60% /messages, 15% room state, 10% /joined_rooms, 5% /search, 10% send; {MIXED_SYNCS} /sync long-polls open"
+    );
+    let mut r = CaseResult::new("synapse", "mixed", &what, Headline::Throughput, conns);
+    match mixed_inner(syn, settings, token, progress, &mut r).await {
+        Ok(()) => {}
+        Err(e) => r.failure = Some(format!("{e:#}")),
+    }
+    progress.end();
+    r
+}
+
+async fn mixed_inner(
+    syn: &Synapse,
+    settings: &Settings,
+    token: &Arc<String>,
+    progress: &Arc<Progress>,
+    r: &mut CaseResult,
+) -> anyhow::Result<()> {
+    progress.begin("[synapse] mixed: creating rooms", Duration::ZERO);
+    let mut setup = Conn::open(syn.addr).await?;
+    let mut rooms = Vec::with_capacity(MIXED_ROOMS);
+    for _ in 0..MIXED_ROOMS {
+        rooms.push(conn_create_room(&mut setup, token).await?);
+    }
+    // A little history in each room, so pages and search have something to read.
+    let reqs = rooms
+        .iter()
+        .enumerate()
+        .flat_map(|(ri, room)| (0..20).map(move |i| (ri, room, i)).collect::<Vec<_>>())
+        .map(|(ri, room, i)| send_req(token, room, &format!("mseed{ri}-{i}"), &format!("halo kopi {i}")))
+        .collect();
+    load::batch(&[syn.addr], 16, reqs, progress).await.context("seeding the rooms")?;
+    let rooms = Arc::new(rooms);
+
+    // The open streams: /sync long-polls, each re-issued as soon as it returns.
+    let first = setup.call(bearer(Req::get("/_matrix/client/v3/sync?timeout=0"), token)).await?;
+    let since = first["next_batch"].as_str().context("no next_batch")?.to_owned();
+    let deadline = Instant::now() + settings.mixed_duration + Duration::from_secs(40);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let synced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut syncs = Vec::new();
+    for _ in 0..MIXED_SYNCS {
+        let (token, stop, synced, mut since) =
+            (Arc::clone(token), Arc::clone(&stop), Arc::clone(&synced), since.clone());
+        let addr = syn.addr;
+        syncs.push(tokio::spawn(async move {
+            let Ok(mut conn) = Conn::open(addr).await else { return };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let path = format!("/_matrix/client/v3/sync?timeout=10000&since={}", enc(&since));
+                match conn.call(bearer(Req::get(path), &token)).await {
+                    Ok(v) => {
+                        if let Some(next) = v["next_batch"].as_str() {
+                            since = next.to_owned();
+                        }
+                        synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(_) => match Conn::open(addr).await {
+                        Ok(c) => conn = c,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    },
+                }
+            }
+        }));
+    }
+
+    let t = Arc::clone(token);
+    let n = rooms.len();
+    let make: MakeReq = Arc::new(move |w, i| {
+        let h = crate::cases::mix(((w as u64) << 40) ^ i);
+        let room = &rooms[(h >> 8) as usize % n];
+        let roll = h % 100;
+        let (op, req) = if roll < 60 {
+            (0, messages_req(&t, room, None, 10))
+        } else if roll < 75 {
+            (1, bearer(Req::get(format!("/_matrix/client/v3/rooms/{}/state/m.room.create/", enc(room))), &t))
+        } else if roll < 85 {
+            (2, bearer(Req::get("/_matrix/client/v3/joined_rooms"), &t))
+        } else if roll < 90 {
+            let body = json!({ "search_categories": { "room_events": {
+                "search_term": "kopi", "filter": { "rooms": [room], "limit": 10 } } } });
+            (3, bearer(Req::with_json(Method::POST, "/_matrix/client/v3/search", &body), &t))
+        } else {
+            (4, send_req(&t, room, &format!("mx{w}-{i}"), &format!("mixed w{w} n{i}")))
+        };
+        (op, req)
+    });
+    progress.begin("[synapse] mixed", settings.mixed_duration);
+    let pids = [syn.pid()];
+    let sampler = Sampler::start(&pids);
+    let warmup = (settings.duration / 5).min(Duration::from_secs(1));
+    let m = load::closed_loop(&[syn.addr], settings.mixed_conns, warmup, settings.mixed_duration, make, progress).await;
+    let usage = sampler.finish();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Long-polls end within their 10 s timeout; no need to wait for them.
+    for s in syncs {
+        s.abort();
+    }
+    let m = m?;
+    r.seconds = m.elapsed.as_secs_f64();
+    r.ok = m.ok;
+    r.errors = m.errors;
+    r.throughput = m.throughput();
+    r.latency_ms = load::Latency::of(&m.latency);
+    let mut ops = serde_json::Map::new();
+    for (k, label) in ["latest_page", "get_session", "list_sessions", "search", "send"].iter().enumerate() {
+        if let Some(l) = load::Latency::of(&m.per_kind[k]) {
+            ops.insert((*label).into(), json!(l));
+        }
+    }
+    r.extra.insert("ops".into(), serde_json::Value::Object(ops));
+    r.extra.insert("sync_responses".into(), json!(synced.load(std::sync::atomic::Ordering::Relaxed)));
+    r.extra.insert("streams".into(), json!(MIXED_SYNCS));
+    if !m.error_kinds.is_empty() {
+        r.extra.insert("error_kinds".into(), json!(m.error_kinds));
+    }
+    if let Some(e) = &m.first_error {
+        r.extra.insert("first_error".into(), json!(e));
+    }
+    r.server = Some(usage);
+    Ok(())
 }
 
 async fn conn_create_room(conn: &mut Conn, token: &str) -> anyhow::Result<String> {
