@@ -74,21 +74,6 @@ pub fn ticket(token: &str, tenant: i64) -> Req {
     authed(Req::with_json(Method::POST, format!("{PREFIX}/realtime/tickets"), &json!({})), token, tenant)
 }
 
-/// Gets `n` tickets, `tickets[i]` for `who(i)` = (token, tenant), spread over the nodes.
-pub async fn tickets(
-    addrs: &[SocketAddr],
-    who: impl Fn(usize) -> anyhow::Result<(String, i64)>,
-    n: usize,
-    progress: &Arc<Progress>,
-) -> anyhow::Result<Vec<String>> {
-    let reqs = (0..n).map(|i| who(i).map(|(t, tenant)| ticket(&t, tenant))).collect::<anyhow::Result<Vec<_>>>()?;
-    let bodies = load::batch(addrs, 16, reqs, progress).await?;
-    bodies
-        .iter()
-        .map(|b| b["data"]["ticket"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no ticket in {b}")))
-        .collect()
-}
-
 /// A WebSocket client stream.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -121,35 +106,55 @@ pub async fn subscribe(addr: SocketAddr, ticket: &str, session: Uuid, tenant: i6
     tokio::time::timeout(Duration::from_secs(30), fut).await.map_err(|_| anyhow!("subscribing timed out"))?
 }
 
-/// Opens `n` subscribed WebSockets, at most `parallel` handshakes at a time;
-/// `target(i)` = (node, ticket, session, tenant). Returns the streams and the
-/// time each took.
+/// Streams opened per round of tickets: tickets live 30 s, so a round
+/// must be connected well within that even on a loaded machine.
+const TICKET_ROUND: usize = 250;
+
+/// Opens `n` subscribed WebSockets. `who(i)` = (token, tenant, session) of
+/// stream `i`, which goes to node `i % addrs.len()`. Tickets are fetched in
+/// rounds just before their streams connect (at most `parallel` handshakes
+/// at a time). Returns the streams and how long each handshake and
+/// subscription took.
 pub async fn open_many(
+    addrs: &[SocketAddr],
     n: usize,
     parallel: usize,
-    target: impl Fn(usize) -> (SocketAddr, String, Uuid, i64),
+    who: impl Fn(usize) -> anyhow::Result<(String, i64, Uuid)>,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<(Vec<Ws>, hdrhistogram::Histogram<u64>)> {
-    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let (addr, ticket, session, tenant) = target(i);
-        let sem = Arc::clone(&sem);
-        let progress = Arc::clone(progress);
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
-            let t0 = Instant::now();
-            let ws = subscribe(addr, &ticket, session, tenant).await?;
-            progress.ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok::<_, anyhow::Error>((ws, t0.elapsed()))
-        }));
+    if addrs.is_empty() {
+        bail!("no address to connect to");
     }
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut out = Vec::with_capacity(n);
     let mut hist = load::histogram();
-    for t in tasks {
-        let (ws, took) = t.await.context("connect task panicked")??;
-        load::record(&mut hist, took);
-        out.push(ws);
+    let mut first = 0;
+    while first < n {
+        let round: Vec<usize> = (first..n.min(first + TICKET_ROUND)).collect();
+        first += round.len();
+        let targets = round.iter().map(|&i| who(i)).collect::<anyhow::Result<Vec<_>>>()?;
+        let reqs = targets.iter().map(|(token, tenant, _)| ticket(token, *tenant)).collect();
+        let bodies = load::batch(addrs, 16, reqs, progress).await.context("getting stream tickets")?;
+        let mut tasks = Vec::with_capacity(round.len());
+        for ((i, (_, tenant, session)), body) in round.iter().zip(targets).zip(bodies) {
+            let ticket =
+                body["data"]["ticket"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no ticket in {body}"))?;
+            let addr = addrs[i % addrs.len()];
+            let sem = Arc::clone(&sem);
+            let progress = Arc::clone(progress);
+            tasks.push(tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.context("semaphore closed")?;
+                let t0 = Instant::now();
+                let ws = subscribe(addr, &ticket, session, tenant).await?;
+                progress.ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, anyhow::Error>((ws, t0.elapsed()))
+            }));
+        }
+        for t in tasks {
+            let (ws, took) = t.await.context("connect task panicked")??;
+            load::record(&mut hist, took);
+            out.push(ws);
+        }
     }
     Ok((out, hist))
 }

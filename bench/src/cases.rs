@@ -406,21 +406,10 @@ async fn fanout(
     // Subscriber i watches session i % sessions; distinct members of that tenant.
     let who = |i: usize| {
         let s = &sessions[i % sessions.len()];
-        ctx.tokens.member(2_000_000 + i as i64, s.tenant).map(|t| (t, s.tenant))
+        ctx.tokens.member(2_000_000 + i as i64, s.tenant).map(|t| (t, s.tenant, s.id))
     };
-    let tickets = api::tickets(&ctx.addrs, who, n_subs, &ctx.progress).await.context("tickets for subscribers")?;
-    let addrs = ctx.addrs.clone();
-    let (streams, _) = api::open_many(
-        n_subs,
-        64,
-        |i| {
-            let s = &sessions[i % sessions.len()];
-            (addrs[i % addrs.len()], tickets[i].clone(), s.id, s.tenant)
-        },
-        &ctx.progress,
-    )
-    .await
-    .context("opening subscribers")?;
+    let (streams, _) =
+        api::open_many(&ctx.addrs, n_subs, 64, who, &ctx.progress).await.context("opening subscribers")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let received = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + ctx.settings.duration + Duration::from_secs(60);
@@ -509,22 +498,11 @@ async fn idle(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
     let sampler = Sampler::start(&ctx.pids);
     let who = |i: usize| {
         let s = &sessions[i % sessions.len()];
-        ctx.tokens.member(3_000_000 + i as i64, s.tenant).map(|t| (t, s.tenant))
+        ctx.tokens.member(3_000_000 + i as i64, s.tenant).map(|t| (t, s.tenant, s.id))
     };
     let started = Instant::now();
-    let tickets = api::tickets(&ctx.addrs, who, n, &ctx.progress).await.context("tickets")?;
-    let addrs = ctx.addrs.clone();
-    let (streams, connect) = api::open_many(
-        n,
-        64,
-        |i| {
-            let s = &sessions[i % sessions.len()];
-            (addrs[i % addrs.len()], tickets[i].clone(), s.id, s.tenant)
-        },
-        &ctx.progress,
-    )
-    .await
-    .context("opening idle connections")?;
+    let (streams, connect) =
+        api::open_many(&ctx.addrs, n, 64, who, &ctx.progress).await.context("opening idle connections")?;
     let opened_in = started.elapsed();
     let (stop_tx, stop_rx) = watch::channel(false);
     let received = Arc::new(AtomicU64::new(0));
@@ -577,21 +555,10 @@ async fn mixed(ctx: &Ctx<'_>) -> anyhow::Result<CaseResult> {
     let n_streams = ctx.settings.mixed_streams;
     let who = |i: usize| {
         let s = &sessions[i % sessions.len()].1;
-        ctx.tokens.member(4_000_000 + i as i64, s.tenant).map(|t| (t, s.tenant))
+        ctx.tokens.member(4_000_000 + i as i64, s.tenant).map(|t| (t, s.tenant, s.id))
     };
-    let tickets = api::tickets(&ctx.addrs, who, n_streams, &ctx.progress).await.context("tickets")?;
-    let addrs = ctx.addrs.clone();
-    let (streams, _) = api::open_many(
-        n_streams,
-        64,
-        |i| {
-            let s = &sessions[i % sessions.len()].1;
-            (addrs[i % addrs.len()], tickets[i].clone(), s.id, s.tenant)
-        },
-        &ctx.progress,
-    )
-    .await
-    .context("opening streams")?;
+    let (streams, _) =
+        api::open_many(&ctx.addrs, n_streams, 64, who, &ctx.progress).await.context("opening streams")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let received = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + ctx.settings.mixed_duration + Duration::from_secs(60);
