@@ -106,7 +106,7 @@ pub async fn run(ctx: &Ctx<'_>, name: &str) -> CaseResult {
     ctx.progress.begin(&format!("[{}] {name}", ctx.target), planned);
     let perf = start_perf(ctx, name, planned).await;
     let outcome = dispatch(ctx, name).await;
-    if let Some(mut p) = perf {
+    for mut p in perf {
         let _ = tokio::time::timeout(Duration::from_secs(30), p.wait()).await;
     }
     ctx.progress.end();
@@ -222,34 +222,54 @@ fn rfc3339(micros: i64) -> anyhow::Result<String> {
     t.format(&time::format_description::well_known::Rfc3339).context("formatting a date")
 }
 
-/// Starts `perf record` on the first server process if this case was asked for.
-async fn start_perf(ctx: &Ctx<'_>, name: &str, planned: Duration) -> Option<tokio::process::Child> {
+/// Starts `perf record -g` and `perf stat` (CPU time, context switches,
+/// fsync-family and write system calls) on the first server process if this
+/// case was asked for.
+async fn start_perf(ctx: &Ctx<'_>, name: &str, planned: Duration) -> Vec<tokio::process::Child> {
     if ctx.settings.perf_case.as_deref() != Some(name) {
-        return None;
+        return Vec::new();
     }
-    let pid = *ctx.pids.first()?;
-    let file = ctx.settings.out_dir.join(format!("perf-{}-{name}.data", ctx.target));
+    let Some(pid) = ctx.pids.first().map(u32::to_string) else { return Vec::new() };
     let secs = (planned + ctx.settings.warmup()).as_secs_f64().ceil().to_string();
-    let child = tokio::process::Command::new("perf")
-        .args(["record", "-F", "499", "-g", "-p", &pid.to_string(), "-o"])
-        .arg(&file)
-        .args(["--", "sleep", &secs])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    match child {
-        Ok(c) => {
-            eprintln!("perf: recording pid {pid} into {}", file.display());
-            // Let perf attach before the load starts.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            Some(c)
-        }
-        Err(e) => {
-            eprintln!("perf: could not start ({e}); continuing without a profile");
-            None
+    let record = ctx.settings.out_dir.join(format!("perf-{}-{name}.data", ctx.target));
+    let stat = ctx.settings.out_dir.join(format!("perf-{}-{name}.stat.txt", ctx.target));
+    let events = "task-clock,context-switches,cpu-migrations,syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,\
+                  syscalls:sys_enter_pwrite64,syscalls:sys_enter_pread64,syscalls:sys_enter_futex";
+    let spawn = |args: Vec<String>| {
+        tokio::process::Command::new("perf")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+    };
+    let mut children = Vec::new();
+    let runs = [
+        vec!["record", "-F", "499", "-g", "-p", &pid, "-o"].into_iter().map(String::from).chain([
+            record.display().to_string(),
+            "--".into(),
+            "sleep".into(),
+            secs.clone(),
+        ]),
+        vec!["stat", "-e", events, "-p", &pid, "-o"].into_iter().map(String::from).chain([
+            stat.display().to_string(),
+            "--".into(),
+            "sleep".into(),
+            secs.clone(),
+        ]),
+    ];
+    for args in runs {
+        match spawn(args.collect()) {
+            Ok(c) => children.push(c),
+            Err(e) => eprintln!("perf: could not start ({e}); continuing without it"),
         }
     }
+    if !children.is_empty() {
+        eprintln!("perf: recording pid {pid} into {} and {}", record.display(), stat.display());
+        // Let perf attach before the load starts.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    children
 }
 
 /// A closed-loop case: `conns` connections back to back.
