@@ -52,22 +52,17 @@ impl Application {
     /// Connects storage (migrating if configured), loads keys and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let verifier = Verifier::new(&settings.auth)?;
-        let storage = store::connect(&settings.store).await?;
+        let store = store::connect(&settings.store).await?;
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr()?;
-        let chat = Livechat::new(storage, settings.limits);
-        let (rt, stop_streams) = Realtime::new(settings.realtime);
+        let chat = Livechat::new(store, settings.policy, settings.limits);
+        let (rt, stop_streams) = Realtime::new(chat.clone(), settings.realtime);
+        let rate_limit = RateLimit::new(settings.rate_limit.0, settings.rate_limit.1);
         Ok(Self {
             listener,
             addr,
-            state: AppState::new(
-                chat,
-                verifier,
-                settings.policy,
-                rt,
-                RateLimit::new(settings.rate_limit.0, settings.rate_limit.1),
-            ),
+            state: AppState::new(chat, verifier, rt, rate_limit),
             stop_streams,
             max_body_bytes: settings.max_body_bytes,
             shutdown_timeout: settings.shutdown_timeout,
@@ -85,7 +80,7 @@ impl Application {
     /// offline, and storage is closed.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let mut background = realtime::start(&state);
+        let mut background = realtime::start(state.realtime());
         background.push(tokio::spawn(prune_rate_limits(state.clone())));
         let app = router(self.state, self.max_body_bytes);
         let stop_streams = self.stop_streams;
@@ -114,12 +109,12 @@ impl Application {
         // Streams were told to go away; let them finish before storage closes
         // under them (an upgraded connection is not awaited by the server).
         let streams_done = async {
-            while state.realtime().hub.connections() > 0 {
+            while state.realtime().connections() > 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
         if tokio::time::timeout_at(deadline, streams_done).await.is_err() {
-            tracing::warn!(open = state.realtime().hub.connections(), "streams still open at the drain timeout");
+            tracing::warn!(open = state.realtime().connections(), "streams still open at the drain timeout");
         }
         // Background work (presence clean-up) gets a short grace after the drain.
         let grace = tokio::time::Instant::now().max(deadline) + Duration::from_secs(3);
@@ -129,7 +124,7 @@ impl Application {
                 task.abort();
             }
         }
-        if tokio::time::timeout(Duration::from_secs(5), state.chat().store().shutdown()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), state.chat().shutdown()).await.is_err() {
             tracing::warn!("storage did not close in time");
         }
         result
@@ -138,12 +133,11 @@ impl Application {
 
 /// Forgets idle users' rate-limit state every minute, until shutdown.
 async fn prune_rate_limits(state: AppState) {
-    let mut shutdown = state.realtime().shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = tick.tick() => state.rate_limit().prune(),
-            () = realtime::stopped(&mut shutdown) => return,
+            () = state.realtime().stopping() => return,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::app::{Application, Settings, shutdown_signal};
 use crate::auth::{AuthConfig, KeySource, MintClaims, Secret, mint_hs256};
-use crate::config::{DatabaseArgs, JwtArgs, LogArgs, ServeArgs, checked_secret};
+use crate::config::{DatabaseArgs, JwtArgs, LogArgs, ServeArgs};
 use crate::domain::access::SUPPORT_AGENT;
 use crate::service::Limits;
 use crate::{store, telemetry};
@@ -138,9 +138,9 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     if args.dev {
         args.bind.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         if args.jwt.auth_config()?.is_none() {
-            let secret = hex::encode(rand::random::<[u8; 32]>());
+            let secret = Secret::new(hex::encode(rand::random::<[u8; 32]>()));
             args.jwt.jwt_secret = Some(secret.clone());
-            dev_secret = Some(checked_secret(&secret)?);
+            dev_secret = Some(secret);
         }
     }
     let auth = args.jwt.auth_config()?.context(
@@ -162,7 +162,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         rate_limit: (args.rate_limit_per_minute, args.rate_limit_burst),
         shutdown_timeout: args.shutdown_timeout,
     };
-    let backend = store::Backend::from_url(&settings.store.url);
+    let backend = settings.store.url.backend();
     let app = Application::build(settings).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, backend = ?backend, "livechat listening");

@@ -4,7 +4,7 @@
 use crate::auth::{AuthConfig, KeySource, Secret};
 use crate::domain::access::{AccessPolicy, DEFAULT_ALLOWED_ROLES};
 use crate::domain::message::DEFAULT_MAX_MESSAGE_CHARS;
-use crate::store::{Backend, StoreConfig};
+use crate::store::{DatabaseUrl, StoreConfig};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use jsonwebtoken::Algorithm;
@@ -56,8 +56,8 @@ fn duration(raw: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// `sqlite://path/to/file.db` (default) or `postgres://user@host/db`.
-    #[arg(long, env = "LIVECHAT_DATABASE_URL", default_value = "sqlite://data/livechat.db")]
-    pub database_url: String,
+    #[arg(long, env = "LIVECHAT_DATABASE_URL", default_value = "sqlite://data/livechat.db", value_parser = database_url, hide_env_values = true)]
+    pub database_url: DatabaseUrl,
     /// Largest number of pooled connections (readers, on SQLite).
     #[arg(long, env = "LIVECHAT_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
@@ -76,9 +76,6 @@ pub struct DatabaseArgs {
 impl DatabaseArgs {
     /// Checks the URL and builds the store settings.
     pub fn store_config(&self, migrate: bool) -> anyhow::Result<StoreConfig> {
-        if Backend::from_url(&self.database_url).is_none() {
-            bail!("--database-url / LIVECHAT_DATABASE_URL must start with sqlite:// or postgres://");
-        }
         if self.db_acquire_timeout.is_zero() || self.db_statement_timeout.is_zero() {
             bail!("database timeouts must be greater than zero");
         }
@@ -97,8 +94,8 @@ impl DatabaseArgs {
 #[derive(Debug, Clone, Args)]
 pub struct JwtArgs {
     /// HS256 shared secret (at least 32 bytes).
-    #[arg(long, env = "LIVECHAT_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    #[arg(long, env = "LIVECHAT_JWT_SECRET", hide_env_values = true, value_parser = checked_secret)]
+    pub jwt_secret: Option<Secret>,
     /// PEM file with the public key for RS256 / ES256 / EdDSA tokens.
     #[arg(long, env = "LIVECHAT_JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
     pub jwt_public_key_file: Option<PathBuf>,
@@ -123,7 +120,7 @@ impl JwtArgs {
     /// The key source, or `None` if nothing is configured.
     pub fn auth_config(&self) -> anyhow::Result<Option<AuthConfig>> {
         let keys = match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwt_jwks_file) {
-            (Some(secret), None, None) => Some(KeySource::Hs256(checked_secret(secret)?)),
+            (Some(secret), None, None) => Some(KeySource::Hs256(secret.clone())),
             (None, Some(path), None) => {
                 let algorithm = self.jwt_algorithm.context(
                     "--jwt-algorithm / LIVECHAT_JWT_ALGORITHM (RS256, ES256 or EdDSA) is required with a PEM key",
@@ -143,12 +140,21 @@ impl JwtArgs {
     }
 }
 
-/// Refuses secrets too short to resist guessing.
-pub fn checked_secret(raw: &str) -> anyhow::Result<Secret> {
+/// Refuses secrets too short to resist guessing; the value never prints.
+pub fn checked_secret(raw: &str) -> Result<Secret, String> {
     if raw.len() < MIN_SECRET_BYTES {
-        bail!("the JWT secret must be at least {MIN_SECRET_BYTES} bytes long");
+        return Err(format!("the JWT secret must be at least {MIN_SECRET_BYTES} bytes long"));
     }
     Ok(Secret::new(raw.to_owned()))
+}
+
+/// A database URL of a supported backend; its password never prints.
+fn database_url(raw: &str) -> Result<DatabaseUrl, String> {
+    let url = DatabaseUrl::new(raw);
+    match url.backend() {
+        Some(_) => Ok(url),
+        None => Err("must start with sqlite:// or postgres://".to_owned()),
+    }
 }
 
 /// Everything `serve` takes.

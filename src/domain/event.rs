@@ -98,40 +98,70 @@ pub struct ReadMark {
 }
 
 /// What nodes tell each other (through the database or in process): small,
-/// ids only; receivers read rows for the details.
+/// ids only; receivers read rows for the details. The serialized field names
+/// are one letter because every notice travels in a `pg_notify` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Notice {
     /// A persisted event committed at `seq` in the session.
     Committed {
-        /// Tenant.
-        t: TenantId,
-        /// Session.
-        s: SessionId,
+        /// Tenant of the session.
+        #[serde(rename = "t")]
+        tenant: TenantId,
+        /// The session.
+        #[serde(rename = "s")]
+        session: SessionId,
         /// Sequence number of the event.
-        q: i64,
+        #[serde(rename = "q")]
+        seq: i64,
         /// A session change (rather than a message): inbox watchers care.
-        #[serde(default)]
-        c: bool,
+        #[serde(rename = "c", default)]
+        session_change: bool,
     },
     /// Someone is typing (never stored).
     Typing {
-        /// Tenant.
-        t: TenantId,
-        /// Session.
-        s: SessionId,
-        /// Who.
-        u: UserId,
+        /// Tenant of the session.
+        #[serde(rename = "t")]
+        tenant: TenantId,
+        /// The session.
+        #[serde(rename = "s")]
+        session: SessionId,
+        /// Who is typing.
+        #[serde(rename = "u")]
+        user: UserId,
     },
     /// A read mark moved.
     Read(ReadMark),
     /// An agent went online or offline.
     Presence {
         /// The agent.
-        a: UserId,
+        #[serde(rename = "a")]
+        agent: UserId,
         /// Online now.
-        on: bool,
+        #[serde(rename = "on")]
+        online: bool,
     },
     /// Notices may have been lost (the listener reconnected): re-read everything.
     Resync,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_keep_their_compact_wire_form() {
+        let notice = Notice::Committed {
+            tenant: TenantId::new(3).unwrap(),
+            session: SessionId::from_uuid(Uuid::nil()),
+            seq: 9,
+            session_change: true,
+        };
+        let json = serde_json::to_string(&notice).unwrap();
+        assert_eq!(json, r#"{"k":"committed","t":3,"s":"00000000-0000-0000-0000-000000000000","q":9,"c":true}"#);
+        assert_eq!(serde_json::from_str::<Notice>(&json).unwrap(), notice);
+        let presence =
+            serde_json::to_string(&Notice::Presence { agent: UserId::new(4).unwrap(), online: false }).unwrap();
+        assert_eq!(presence, r#"{"k":"presence","a":4,"on":false}"#);
+    }
 }

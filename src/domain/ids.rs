@@ -17,12 +17,18 @@ pub struct UserId(i64);
 
 /// Why a raw numeric id was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("must be a positive integer")]
+#[error("must be a positive integer, without leading zeros")]
 pub struct NotPositive;
+
+/// Decimal digits only, and no leading zero: `012` could be read as octal
+/// by one client and decimal by another, so it is refused, not guessed.
+pub fn is_canonical_number(raw: &str) -> bool {
+    !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) && (raw == "0" || !raw.starts_with('0'))
+}
 
 fn parse_positive(raw: &str) -> Result<i64, NotPositive> {
     let raw = raw.trim();
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_canonical_number(raw) {
         return Err(NotPositive);
     }
     match raw.parse::<i64>() {
@@ -142,7 +148,7 @@ mod tests {
     #[test]
     fn positive_ids_reject_zero_signs_and_garbage() {
         assert_eq!(TenantId::parse("12").unwrap().get(), 12);
-        for bad in ["0", "-1", "+3", "1.5", "", "abc", "99999999999999999999"] {
+        for bad in ["0", "-1", "+3", "1.5", "", "abc", "99999999999999999999", "012", "04242", "00"] {
             assert_eq!(TenantId::parse(bad), Err(NotPositive), "{bad}");
         }
     }

@@ -31,7 +31,7 @@ impl PageLimit {
         let Some(raw) = raw.map(str::trim) else {
             return Ok(Self(DEFAULT_LIMIT));
         };
-        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        if !super::ids::is_canonical_number(raw) {
             return Err(BadLimit);
         }
         match raw.parse::<u64>() {
@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(PageLimit::parse(None).unwrap().get(), 10);
         assert_eq!(PageLimit::parse(Some("250")).unwrap().get(), 100);
         assert_eq!(PageLimit::parse(Some("99999999999999999999999")).unwrap().get(), 100);
-        for bad in ["0", "-1", "1.5", "ten", ""] {
+        for bad in ["0", "-1", "1.5", "ten", "", "010"] {
             assert_eq!(PageLimit::parse(Some(bad)), Err(BadLimit), "{bad}");
         }
     }

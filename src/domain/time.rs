@@ -33,6 +33,16 @@ impl Timestamp {
         self.0
     }
 
+    /// This instant plus `d`, saturating.
+    pub fn plus(self, d: std::time::Duration) -> Self {
+        Self(self.0.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+    }
+
+    /// Whole Unix seconds (rounded down).
+    pub const fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(1_000_000)
+    }
+
     /// The smallest timestamp strictly after `previous` that is not before `now`.
     ///
     /// Messages of a session must have strictly increasing `created_at` in

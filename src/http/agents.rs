@@ -1,12 +1,14 @@
 //! Agent routes: the cross-tenant inbox and presence (CONTRACT section 8).
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::{AuthedIdentity, Json, Query, page_params};
-use super::model::{ApiResponse, ChatSession, ErrorResponse, Pagination};
+use super::model::{ApiResponse, ErrorResponse, Pagination};
 use super::response::Success;
 use crate::domain::access::AgentScope;
-use crate::error::{AppError, Problems};
+use crate::service::{Error, Problems};
 use crate::service::{PageRequest, parse_inbox_cursor};
+use crate::wire::ChatSession;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, put};
@@ -18,11 +20,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/agent/sessions", get(list_inbox)).route("/agents/me/presence", put(set_presence))
 }
 
-fn agent_scope(state: &AppState, who: &AuthedIdentity) -> Result<AgentScope, AppError> {
-    let scope = state.policy().agent_scope(&who.identity).ok_or(AppError::Forbidden)?;
+fn agent_scope(state: &AppState, who: &AuthedIdentity) -> Result<AgentScope, Error> {
+    let scope = state.chat().agent_scope(&who.identity).ok_or(Error::Forbidden)?;
     // With X-Tenant-ID, the caller must be an agent there too.
     match &who.caller {
-        Some(caller) if !caller.is_agent() => Err(AppError::Forbidden),
+        Some(caller) if !caller.is_agent() => Err(Error::Forbidden),
         _ => Ok(scope),
     }
 }
@@ -51,7 +53,7 @@ pub async fn list_inbox(
     State(state): State<AppState>,
     who: AuthedIdentity,
     Query(q): Query<InboxQuery>,
-) -> Result<Success<Vec<ChatSession>>, AppError> {
+) -> Result<Success<Vec<ChatSession>>, ApiError> {
     let scope = agent_scope(&state, &who)?;
     let mut problems = Problems::default();
     let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
@@ -98,13 +100,13 @@ pub async fn set_presence(
     State(state): State<AppState>,
     who: AuthedIdentity,
     Json(body): Json<PresenceRequest>,
-) -> Result<Success<AgentPresence>, AppError> {
+) -> Result<Success<AgentPresence>, ApiError> {
     let scope = agent_scope(&state, &who)?;
-    let body = body.ok_or_else(|| AppError::field("status", "is required"))?;
+    let body = body.ok_or_else(|| ApiError::field("status", "is required"))?;
     let online = match body.status.as_str() {
         "online" => true,
         "offline" => false,
-        _ => return Err(AppError::field("status", "must be `online` or `offline`")),
+        _ => return Err(ApiError::field("status", "must be `online` or `offline`")),
     };
     let agent = who.identity.user_id;
     let expires = state.chat().set_presence(agent, &scope, online).await?;

@@ -2,10 +2,11 @@
 //! rejection with the envelope (never axum's plain-text bodies).
 
 use super::AppState;
+use super::error::ApiError;
 use crate::domain::access::{Caller, Identity};
 use crate::domain::ids::{SessionId, TenantId};
 use crate::domain::page::{Direction, PageLimit};
-use crate::error::{AppError, Problems};
+use crate::service::{Error, Problems};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -22,45 +23,46 @@ fn is_json(content_type: &str) -> bool {
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
-    type Rejection = AppError;
+    type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_owned());
         let bytes = Bytes::from_request(req, state).await.map_err(|rej: BytesRejection| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge
+                ApiError::PayloadTooLarge
             } else {
-                AppError::field("body", "could not read the request body")
+                ApiError::field("body", "could not read the request body")
             }
         })?;
         if bytes.is_empty() {
             return Ok(Self(None));
         }
         if !content_type.as_deref().is_some_and(is_json) {
-            return Err(AppError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType);
         }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(value) => Ok(Self(Some(value))),
-            Err(err) => Err(body_error(&err)),
-        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| body_error(&err))?;
+        // One JSON value and nothing after it (whitespace aside): a second
+        // value or trailing text is refused, never silently dropped.
+        de.end().map_err(|_| ApiError::field("body", "must be one JSON value with nothing after it"))?;
+        Ok(Self(Some(value)))
     }
 }
 
 /// Names the field at fault, without echoing parser positions or the body.
-fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> AppError {
+fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let inner = err.inner();
     if inner.is_syntax() || inner.is_eof() {
-        return AppError::field("body", "must be valid JSON");
+        return ApiError::field("body", "must be valid JSON");
     }
     let text = inner.to_string();
     let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
     if let Some(field) = text.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
-        return AppError::field(field, "is required");
+        return ApiError::field(field, "is required");
     }
     match err.path().to_string().as_str() {
-        "." => AppError::field("body", format!("must be a JSON object ({text})")),
-        path => AppError::field(path, text),
+        "." => ApiError::field("body", format!("must be a JSON object ({text})")),
+        path => ApiError::field(path, text),
     }
 }
 
@@ -77,12 +79,12 @@ pub fn page_params(problems: &mut Problems, limit: Option<&str>, direction: Opti
 pub struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
-    type Rejection = AppError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
             .map(Self)
-            .map_err(|err| AppError::field("query", err))
+            .map_err(|err| ApiError::field("query", err))
     }
 }
 
@@ -91,17 +93,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 pub struct SessionPath(pub SessionId);
 
 impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
-    type Rejection = AppError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| AppError::field("id", crate::domain::ids::NotAUuid))?;
-        SessionId::parse(&raw).map(Self).map_err(|e| AppError::field("id", e))
+            .map_err(|_| ApiError::field("id", crate::domain::ids::NotAUuid))?;
+        SessionId::parse(&raw).map(Self).map_err(|e| ApiError::field("id", e))
     }
 }
 
-fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, AppError> {
+fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, ApiError> {
     let token = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -109,26 +111,30 @@ fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, AppError> 
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or(AppError::Unauthorized)?;
+        .ok_or(Error::Unauthorized)?;
     let identity = state.verifier().verify(token).map_err(|err| {
         tracing::debug!(reason = %err, "token refused");
-        AppError::Unauthorized
+        Error::Unauthorized
     })?;
     tracing::Span::current().record("user_id", identity.user_id.get());
     state.rate_limit().check(identity.user_id)?;
     Ok(identity)
 }
 
-/// `X-Tenant-ID`, if sent: a positive integer or a 400.
-fn tenant_header(parts: &Parts) -> Result<Option<TenantId>, AppError> {
-    let Some(raw) = parts.headers.get("x-tenant-id") else {
+/// `X-Tenant-ID`, if sent: once, a positive integer, or a 400.
+fn tenant_header(parts: &Parts) -> Result<Option<TenantId>, ApiError> {
+    let mut values = parts.headers.get_all("x-tenant-id").iter();
+    let Some(raw) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ApiError::field("X-Tenant-ID", "must be sent once"));
+    }
     let tenant = raw
         .to_str()
-        .ok()
-        .and_then(|v| TenantId::parse(v).ok())
-        .ok_or_else(|| AppError::field("X-Tenant-ID", "must be a positive integer"))?;
+        .map_err(|_| crate::domain::ids::NotPositive)
+        .and_then(TenantId::parse)
+        .map_err(|e| ApiError::field("X-Tenant-ID", e))?;
     tracing::Span::current().record("tenant_id", tenant.get());
     Ok(Some(tenant))
 }
@@ -137,13 +143,12 @@ fn tenant_header(parts: &Parts) -> Result<Option<TenantId>, AppError> {
 pub struct Authed(pub Caller);
 
 impl FromRequestParts<AppState> for Authed {
-    type Rejection = AppError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let identity = verify_bearer(parts, state)?;
-        let tenant = tenant_header(parts)?.ok_or_else(|| AppError::field("X-Tenant-ID", "is required"))?;
-        let caller = state.policy().admit(&identity, tenant).map_err(|_| AppError::Forbidden)?;
-        Ok(Self(caller))
+        let tenant = tenant_header(parts)?.ok_or_else(|| ApiError::field("X-Tenant-ID", "is required"))?;
+        Ok(Self(state.chat().admit(&identity, tenant)?))
     }
 }
 
@@ -157,14 +162,11 @@ pub struct AuthedIdentity {
 }
 
 impl FromRequestParts<AppState> for AuthedIdentity {
-    type Rejection = AppError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let identity = verify_bearer(parts, state)?;
-        let caller = match tenant_header(parts)? {
-            Some(tenant) => Some(state.policy().admit(&identity, tenant).map_err(|_| AppError::Forbidden)?),
-            None => None,
-        };
+        let caller = tenant_header(parts)?.map(|tenant| state.chat().admit(&identity, tenant)).transpose()?;
         Ok(Self { caller, identity })
     }
 }

@@ -19,7 +19,7 @@ async fn healthz() -> axum::Json<Value> {
 
 /// Ready: storage answers a query.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
-    match state.chat().store().ping().await {
+    match state.chat().ready().await {
         Ok(()) => (StatusCode::OK, axum::Json(json!({ "status": "ready", "storage": "ok" }))),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");

@@ -1,14 +1,16 @@
 //! `/sessions/:id/messages` routes (CONTRACT section 5).
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::{Authed, Json, Query, SessionPath, page_params};
-use super::model::{ApiResponse, ChatMessage, ErrorResponse, Pagination, SendMessageRequest};
+use super::model::{ApiResponse, ErrorResponse, Pagination, SendMessageRequest};
 use super::response::Success;
 use crate::domain::ids::{MessageId, UserId};
 use crate::domain::message::{IdempotencyKey, MessageFilter, SearchTerm};
 use crate::domain::time::Timestamp;
-use crate::error::{AppError, Problems};
 use crate::service::PageRequest;
+use crate::service::Problems;
+use crate::wire::ChatMessage;
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -40,13 +42,13 @@ pub async fn send_message(
     SessionPath(session): SessionPath,
     headers: HeaderMap,
     Json(body): Json<SendMessageRequest>,
-) -> Result<Success<ChatMessage>, AppError> {
+) -> Result<Success<ChatMessage>, ApiError> {
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().ok().and_then(|k| IdempotencyKey::parse(k).ok()))
-        .map(|k| k.ok_or_else(|| AppError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)))
+        .map(|k| k.ok_or_else(|| ApiError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)))
         .transpose()?;
-    let body = body.ok_or_else(|| AppError::field("message", "is required"))?;
+    let body = body.ok_or_else(|| ApiError::field("message", "is required"))?;
     let (message, replayed) = state.chat().send_message(&caller, session, &body.message, key).await?;
     let res = Success::created("message sent", ChatMessage::from(message));
     Ok(if replayed { res.header(axum::http::HeaderName::from_static("idempotent-replayed"), "true") } else { res })
@@ -85,7 +87,7 @@ pub async fn list_messages(
     Authed(caller): Authed,
     SessionPath(session): SessionPath,
     Query(q): Query<ListMessagesQuery>,
-) -> Result<Success<Vec<ChatMessage>>, AppError> {
+) -> Result<Success<Vec<ChatMessage>>, ApiError> {
     let mut problems = Problems::default();
     let term = problems.optional("term", q.term.as_deref(), SearchTerm::parse);
     let sender_id = problems.optional("sender_id", q.sender_id.as_deref(), UserId::parse);
@@ -143,9 +145,9 @@ pub async fn mark_read(
     Authed(caller): Authed,
     SessionPath(session): SessionPath,
     Json(body): Json<MarkReadRequest>,
-) -> Result<Success<ReadReceipt>, AppError> {
-    let body = body.ok_or_else(|| AppError::field("message_id", "is required"))?;
-    let message = MessageId::parse(&body.message_id).map_err(|e| AppError::field("message_id", e))?;
+) -> Result<Success<ReadReceipt>, ApiError> {
+    let body = body.ok_or_else(|| ApiError::field("message_id", "is required"))?;
+    let message = MessageId::parse(&body.message_id).map_err(|e| ApiError::field("message_id", e))?;
     let mark = state.chat().mark_read(&caller, session, message).await?;
     Ok(Success::ok(
         "read mark saved",

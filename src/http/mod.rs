@@ -1,6 +1,11 @@
-//! Where requests enter: the router, middleware and handlers.
+//! Where requests enter: the router, middleware and handlers. Handlers
+//! parse input, call one use case of [`crate::service`] and shape the
+//! envelope; the stream endpoints hand their connections to
+//! [`crate::realtime`].
 
 mod agents;
+mod body;
+pub mod error;
 pub mod extract;
 mod health;
 mod messages;
@@ -10,15 +15,14 @@ pub mod rate_limit;
 mod request_id;
 pub mod response;
 mod sessions;
+mod streams;
 
 use crate::auth::Verifier;
-use crate::domain::access::AccessPolicy;
-use crate::error::AppError;
 use crate::realtime::Realtime;
 use crate::service::Livechat;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
+use error::ApiError;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -32,21 +36,14 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     chat: Livechat,
     verifier: Verifier,
-    policy: AccessPolicy,
     realtime: Arc<Realtime>,
     rate_limit: rate_limit::RateLimit,
 }
 
 impl AppState {
-    /// Bundles the use cases with the access, rate-limit and real-time machinery.
-    pub fn new(
-        chat: Livechat,
-        verifier: Verifier,
-        policy: AccessPolicy,
-        realtime: Arc<Realtime>,
-        rate_limit: rate_limit::RateLimit,
-    ) -> Self {
-        Self(Arc::new(Inner { chat, verifier, policy, realtime, rate_limit }))
+    /// Bundles the use cases with token verification, the rate limit and the real-time engine.
+    pub fn new(chat: Livechat, verifier: Verifier, realtime: Arc<Realtime>, rate_limit: rate_limit::RateLimit) -> Self {
+        Self(Arc::new(Inner { chat, verifier, realtime, rate_limit }))
     }
 
     /// The per-user request limit.
@@ -54,7 +51,7 @@ impl AppState {
         &self.0.rate_limit
     }
 
-    /// This node's streams.
+    /// This node's real-time engine.
     pub fn realtime(&self) -> &Arc<Realtime> {
         &self.0.realtime
     }
@@ -68,11 +65,6 @@ impl AppState {
     pub fn verifier(&self) -> &Verifier {
         &self.0.verifier
     }
-
-    /// The role allowlist.
-    pub fn policy(&self) -> &AccessPolicy {
-        &self.0.policy
-    }
 }
 
 /// The livechat API relative to one prefix; mounted under each of [`PREFIXES`].
@@ -81,7 +73,7 @@ fn api() -> Router<AppState> {
         .merge(sessions::router())
         .merge(messages::router())
         .merge(agents::router())
-        .merge(crate::realtime::router())
+        .merge(streams::router())
         .route("/openapi.json", axum::routing::get(openapi::serve))
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -95,20 +87,20 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, req, next)))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(request_id::scope))
         .with_state(state)
 }
 
-async fn not_found() -> AppError {
-    AppError::NotFound
+async fn not_found() -> ApiError {
+    crate::service::Error::NotFound.into()
 }
 
-async fn method_not_allowed() -> AppError {
-    AppError::MethodNotAllowed
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+    ApiError::from(crate::service::Error::Internal(anyhow::anyhow!("handler panicked"))).into_response()
 }

@@ -1,91 +1,11 @@
-//! The wire shapes of the guide's TypeScript types (`ChatSession`,
-//! `ChatMessage`, `APIResponse<T>`, `Meta`, `Pagination`). Optional fields
+//! The HTTP envelope of the guide's TypeScript types (`APIResponse<T>`,
+//! `Meta`, `Pagination`) and the request bodies. The data shapes
+//! (`ChatSession`, `ChatMessage`) are in [`crate::wire`]. Optional fields
 //! are omitted when absent, never `null`.
 
-use crate::domain::message::Message;
 use crate::domain::page::Page;
-use crate::domain::session::Session;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-/// `ChatSession`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ChatSession {
-    /// UUIDv7.
-    #[schema(format = Uuid)]
-    pub id: String,
-    /// Owning tenant.
-    pub tenant_id: i64,
-    /// Assigned agent; omitted while the session is queued.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub agent_id: Option<i64>,
-    /// `OPEN` or `CLOSED`.
-    #[schema(pattern = "^(OPEN|CLOSED)$")]
-    pub status: String,
-    /// RFC 3339 UTC, microseconds.
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    /// RFC 3339 UTC, microseconds.
-    #[schema(format = DateTime)]
-    pub updated_at: String,
-    /// Who opened the session (additive field).
-    pub opened_by: i64,
-    /// When it was closed (additive field); omitted while open.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime, nullable = false)]
-    pub closed_at: Option<String>,
-    /// On lists only (additive field): messages from others after the caller's read mark.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub unread_count: Option<i64>,
-}
-
-impl From<Session> for ChatSession {
-    fn from(s: Session) -> Self {
-        Self {
-            id: s.id.to_string(),
-            tenant_id: s.tenant_id.get(),
-            agent_id: s.agent_id.map(|a| a.get()),
-            status: s.status.as_str().to_owned(),
-            created_at: s.created_at.to_rfc3339(),
-            updated_at: s.updated_at.to_rfc3339(),
-            opened_by: s.opened_by.get(),
-            closed_at: s.closed_at.map(|t| t.to_rfc3339()),
-            unread_count: s.unread_count,
-        }
-    }
-}
-
-/// `ChatMessage`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ChatMessage {
-    /// UUIDv7.
-    #[schema(format = Uuid)]
-    pub id: String,
-    /// The session.
-    #[schema(format = Uuid)]
-    pub session_id: String,
-    /// The author (the token's `sub`).
-    pub sender_id: i64,
-    /// The text, trimmed.
-    pub message: String,
-    /// RFC 3339 UTC, microseconds; strictly increasing within a session.
-    #[schema(format = DateTime)]
-    pub created_at: String,
-}
-
-impl From<Message> for ChatMessage {
-    fn from(m: Message) -> Self {
-        Self {
-            id: m.id.to_string(),
-            session_id: m.session_id.to_string(),
-            sender_id: m.sender_id.get(),
-            message: m.message,
-            created_at: m.created_at.to_rfc3339(),
-        }
-    }
-}
 
 /// `Pagination`.
 #[derive(Debug, Clone, Serialize, ToSchema)]

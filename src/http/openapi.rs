@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use super::{agents, messages, model, sessions};
+use super::{agents, messages, model, sessions, streams};
+use crate::wire;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -14,9 +15,9 @@ use utoipa::{Modify, OpenApi};
         messages::send_message, messages::list_messages, messages::mark_read,
         sessions::claim_session, sessions::transfer_session,
         agents::list_inbox, agents::set_presence,
-        crate::realtime::routes::create_ticket,
+        streams::create_ticket,
     ),
-    components(schemas(model::ChatSession, model::ChatMessage, model::Pagination, model::Meta,
+    components(schemas(wire::ChatSession, wire::ChatMessage, model::Pagination, model::Meta,
         model::StartSessionRequest, model::SendMessageRequest, model::ErrorResponse)),
     modifiers(&Bearer, &EveryRoute),
 )]

@@ -3,8 +3,8 @@
 //! Counted per node: behind a balancer with N nodes a user may reach up to
 //! N times the rate, which is enough to stop a runaway client.
 
+use super::error::ApiError;
 use crate::domain::ids::UserId;
-use crate::error::AppError;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
@@ -30,13 +30,13 @@ impl RateLimit {
     }
 
     /// Counts one request of `user`, or says how long to wait.
-    pub fn check(&self, user: UserId) -> Result<(), AppError> {
+    pub fn check(&self, user: UserId) -> Result<(), ApiError> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
         limiter.check_key(&user).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
-            AppError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            ApiError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
         })
     }
 
@@ -60,7 +60,7 @@ mod tests {
             assert!(limit.check(a).is_ok());
         }
         match limit.check(a) {
-            Err(AppError::RateLimited(secs)) => assert!((1..=2).contains(&secs), "{secs}"),
+            Err(ApiError::RateLimited(secs)) => assert!((1..=2).contains(&secs), "{secs}"),
             other => panic!("expected a limit, got {other:?}"),
         }
         assert!(limit.check(b).is_ok(), "other users are unaffected");

@@ -1,8 +1,8 @@
-//! Building the envelope (CONTRACT section 6) for successes and errors.
+//! Building the envelope (CONTRACT section 6); errors are built in [`super::error`].
 
-use super::model::{ApiResponse, ErrorResponse, Meta, Pagination};
+use super::error::ApiError;
+use super::model::{ApiResponse, Meta, Pagination};
 use crate::domain::time::Timestamp;
-use crate::error::AppError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -13,7 +13,8 @@ tokio::task_local! {
     pub static REQUEST_ID: String;
 }
 
-fn meta(pagination: Option<Pagination>) -> Meta {
+/// `meta` of an envelope produced now, for the current request.
+pub fn meta(pagination: Option<Pagination>) -> Meta {
     Meta {
         request_id: REQUEST_ID.try_with(Clone::clone).unwrap_or_default(),
         timestamp: Timestamp::now().to_rfc3339(),
@@ -21,7 +22,8 @@ fn meta(pagination: Option<Pagination>) -> Meta {
     }
 }
 
-fn json_response<B: Serialize>(status: StatusCode, body: &B) -> Response {
+/// A JSON body with its status and content type.
+pub fn json_response<B: Serialize>(status: StatusCode, body: &B) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut res = (status, bytes).into_response();
@@ -30,7 +32,7 @@ fn json_response<B: Serialize>(status: StatusCode, body: &B) -> Response {
         }
         Err(err) => {
             tracing::error!(error = %err, "response serialisation failed");
-            AppError::Internal(err.into()).into_response()
+            ApiError::from(crate::service::Error::Internal(err.into())).into_response()
         }
     }
 }
@@ -79,66 +81,6 @@ impl<T: Serialize> IntoResponse for Success<T> {
         };
         let mut res = json_response(self.status, &body);
         res.headers_mut().extend(self.headers);
-        res
-    }
-}
-
-impl AppError {
-    /// Status and stable code of this error.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_error"),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::SessionAlreadyActive(_) => (StatusCode::BAD_REQUEST, "session_already_active"),
-            Self::AgentOffline => (StatusCode::BAD_REQUEST, "agent_offline"),
-            Self::AlreadyAssigned(_) => (StatusCode::CONFLICT, "session_already_assigned"),
-            Self::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let errors = match &self {
-            Self::Validation(fields) => Some(fields.clone()),
-            Self::SessionAlreadyActive(id) => Some([("session_id".to_owned(), vec![id.to_string()])].into()),
-            Self::AgentOffline => Some([("agent_id".to_owned(), vec!["agent is offline".to_owned()])].into()),
-            Self::IdempotencyKeyReused => {
-                Some([("Idempotency-Key".to_owned(), vec!["was already used with a different body".to_owned()])].into())
-            }
-            _ => None,
-        };
-        // Server-side failures are logged once, here, with the request id of the span.
-        match &self {
-            Self::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-            Self::Unavailable(cause) => tracing::warn!(error = %cause, "storage unavailable"),
-            _ => {}
-        }
-        let body = ErrorResponse { success: false, message: code.to_owned(), data: None, meta: meta(None), errors };
-        let mut res = json_response(status, &body);
-        match self {
-            Self::RateLimited(secs) => {
-                if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-                    res.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-            }
-            Self::Unauthorized => {
-                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            Self::Unavailable(_) => {
-                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
         res
     }
 }

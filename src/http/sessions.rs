@@ -1,13 +1,15 @@
 //! `/sessions` routes (CONTRACT section 4).
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::{Authed, Json, Query, SessionPath, page_params};
-use super::model::{ApiResponse, ChatSession, ErrorResponse, Pagination, StartSessionRequest};
+use super::model::{ApiResponse, ErrorResponse, Pagination, StartSessionRequest};
 use super::response::Success;
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::session::{SessionFilter, SessionStatus};
-use crate::error::{AppError, Problems};
 use crate::service::PageRequest;
+use crate::service::Problems;
+use crate::wire::ChatSession;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -37,11 +39,11 @@ pub async fn create_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Json(body): Json<StartSessionRequest>,
-) -> Result<Success<ChatSession>, AppError> {
+) -> Result<Success<ChatSession>, ApiError> {
     let agent_id = body
         .unwrap_or_default()
         .agent_id
-        .map(|a| UserId::new(a).map_err(|e| AppError::field("agent_id", e)))
+        .map(|a| UserId::new(a).map_err(|e| ApiError::field("agent_id", e)))
         .transpose()?;
     let session = state.chat().open_session(&caller, agent_id).await?;
     Ok(Success::created("session opened", session.into()))
@@ -73,7 +75,7 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Query(q): Query<ListSessionsQuery>,
-) -> Result<Success<Vec<ChatSession>>, AppError> {
+) -> Result<Success<Vec<ChatSession>>, ApiError> {
     let mut problems = Problems::default();
     let status = problems
         .optional("status", q.status.as_deref(), |s| SessionStatus::parse(s.trim()).ok_or("must be OPEN or CLOSED"));
@@ -99,7 +101,7 @@ pub async fn get_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
     SessionPath(session): SessionPath,
-) -> Result<Success<ChatSession>, AppError> {
+) -> Result<Success<ChatSession>, ApiError> {
     let session = state.chat().get_session(&caller, session).await?;
     Ok(Success::ok("session found", session.into()))
 }
@@ -115,7 +117,7 @@ pub async fn close_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
     SessionPath(session): SessionPath,
-) -> Result<Success<ChatSession>, AppError> {
+) -> Result<Success<ChatSession>, ApiError> {
     let session = state.chat().close_session(&caller, session).await?;
     Ok(Success::ok("session closed", session.into()))
 }
@@ -132,7 +134,7 @@ pub async fn claim_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
     SessionPath(session): SessionPath,
-) -> Result<Success<ChatSession>, AppError> {
+) -> Result<Success<ChatSession>, ApiError> {
     let session = state.chat().claim_session(&caller, session).await?;
     Ok(Success::ok("session claimed", session.into()))
 }
@@ -159,9 +161,9 @@ pub async fn transfer_session(
     Authed(caller): Authed,
     SessionPath(session): SessionPath,
     Json(body): Json<TransferRequest>,
-) -> Result<Success<ChatSession>, AppError> {
-    let body = body.ok_or_else(|| AppError::field("agent_id", "is required"))?;
-    let to = UserId::new(body.agent_id).map_err(|e| AppError::field("agent_id", e))?;
+) -> Result<Success<ChatSession>, ApiError> {
+    let body = body.ok_or_else(|| ApiError::field("agent_id", "is required"))?;
+    let to = UserId::new(body.agent_id).map_err(|e| ApiError::field("agent_id", e))?;
     let session = state.chat().transfer_session(&caller, session, to).await?;
     Ok(Success::ok("session transferred", session.into()))
 }

@@ -6,21 +6,24 @@
 
 use super::Realtime;
 use super::hub::{Backlog, ConnId, Pending};
-use super::protocol::{ClientMessage, EventData, EventName, PresenceData, ReadData, ServerMessage, TypingData, close};
-use crate::domain::access::{AgentScope, Caller, Identity};
+use crate::domain::access::{AgentScope, Identity};
 use crate::domain::event::{Notice, StoredEvent};
 use crate::domain::ids::{SessionId, TenantId, UserId};
 use crate::domain::session::SessionStatus;
-use crate::error::AppError;
-use crate::http::AppState;
+use crate::domain::time::Timestamp;
+use crate::service::{Error, Subscription};
+use crate::wire::stream::{
+    ClientMessage, EventData, EventName, PresenceData, ReadData, ServerMessage, TypingData, close,
+};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 /// Replay reads this many events at a time.
 const REPLAY_PAGE: u32 = 100;
+/// Longest a new stream waits for its agent's presence to be recorded.
+const PRESENCE_WAIT: Duration = Duration::from_secs(3);
 /// A failed read of a session's events is retried after this long.
 const RETRY_READ: Duration = Duration::from_secs(1);
 
@@ -52,10 +55,19 @@ pub struct Peer {
     pub home: TenantId,
 }
 
+/// What kind of stream this is.
+pub enum Transport {
+    /// A WebSocket: many sessions, client messages, pings answered.
+    WebSocket,
+    /// Server-Sent Events for one session of the peer's home tenant, already
+    /// admitted: starts there and ends when that subscription ends.
+    EventStream(SessionId, Subscription),
+}
+
 struct Sub {
     last_seq: i64,
     agent_id: Option<UserId>,
-    caller: Caller,
+    caller: crate::domain::access::Caller,
     last_typing: Option<Instant>,
 }
 
@@ -66,7 +78,6 @@ enum End {
 }
 
 struct Actor<O> {
-    state: AppState,
     rt: Arc<Realtime>,
     peer: Peer,
     scope: Option<AgentScope>,
@@ -90,48 +101,94 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // Presence changes go through one queue, in order, so a reconnect's
         // "online" cannot be overtaken by the old stream's "offline".
-        self.rt.presence_changed(self.rt.hub.disconnect(self.id));
+        drop(self.rt.presence_changed(self.rt.hub.disconnect(self.id)));
     }
 }
 
-/// What kind of stream this is.
-pub enum Transport {
-    /// A WebSocket: many sessions, client messages, pings answered.
-    WebSocket,
-    /// Server-Sent Events for one session: subscribes with this message and
-    /// ends when that subscription ends.
-    EventStream(ClientMessage),
+/// The answer to a request about a session this connection does not follow.
+fn not_subscribed(session: SessionId) -> ServerMessage {
+    ServerMessage::error("not_subscribed", "not subscribed to this session", Some(session.to_string()))
 }
 
-/// Runs a connection until the client leaves, the server shuts down, the
-/// token expires or the client falls too far behind.
-pub async fn run<I, O>(state: AppState, peer: Peer, transport: Transport, mut inbound: I, out: O)
+/// The error frame for a failed client request: the one place a service
+/// error becomes a stream error, and where a server-side failure is logged.
+fn error_frame(err: Error, session: Option<SessionId>) -> ServerMessage {
+    let session_id = session.map(|s| s.to_string());
+    match err {
+        Error::Forbidden => ServerMessage::error("forbidden", "not allowed in this tenant", session_id),
+        Error::NotFound => ServerMessage::error("not_found", "no such session in this tenant", session_id),
+        Error::Validation(fields) => {
+            let detail = fields.iter().map(|(k, v)| format!("{k}: {}", v.join(", "))).collect::<Vec<_>>().join("; ");
+            ServerMessage::error("invalid_message", detail, session_id)
+        }
+        Error::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "stream: storage unavailable");
+            ServerMessage::error("storage_unavailable", "storage unavailable; retry", session_id)
+        }
+        other => {
+            tracing::error!(error = ?other, "stream request failed");
+            ServerMessage::error("internal_error", "internal error", session_id)
+        }
+    }
+}
+
+/// A stream admitted to this node: registered in the hub, and for an agent,
+/// online before the handshake completes (so a session can be assigned to
+/// it as soon as the client sees its stream open). Dropping it unregisters.
+pub struct Connection {
+    rt: Arc<Realtime>,
+    peer: Peer,
+    scope: Option<AgentScope>,
+    id: ConnId,
+    inlet: super::hub::Inlet,
+    registration: Registration,
+}
+
+impl Realtime {
+    /// Admits a stream: registers it, and records an agent's presence now
+    /// if this is its first stream on the node.
+    pub async fn open(self: &Arc<Self>, peer: Peer) -> Connection {
+        let scope = self.chat.agent_scope(&peer.identity);
+        let agent = scope.clone().map(|s| (peer.identity.user_id, s));
+        let (id, inlet, change) = self.hub.connect(agent);
+        let registration = Registration { rt: self.clone(), id };
+        // Applied by the presence task in order with every other change, and
+        // waited for; bounded, since a stream must not wait on a stuck database.
+        let applied = self.presence_changed(change);
+        let _ = tokio::time::timeout(PRESENCE_WAIT, applied).await;
+        Connection { rt: self.clone(), peer, scope, id, inlet, registration }
+    }
+}
+
+impl Connection {
+    /// Runs the stream until the client leaves, the server shuts down, the
+    /// token expires or the client falls too far behind.
+    pub async fn serve<I, O>(self, transport: Transport, inbound: I, out: O)
+    where
+        I: Stream<Item = Inbound> + Unpin + Send,
+        O: Sink<Outbound> + Unpin + Send,
+    {
+        run(self, transport, inbound, out).await;
+    }
+}
+
+async fn run<I, O>(conn: Connection, transport: Transport, mut inbound: I, out: O)
 where
     I: Stream<Item = Inbound> + Unpin + Send,
     O: Sink<Outbound> + Unpin + Send,
 {
-    let rt = state.realtime().clone();
-    let scope = state.policy().agent_scope(&peer.identity);
-    let agent = scope.clone().map(|s| (peer.identity.user_id, s));
-    let (id, mut inlet, change) = rt.hub.connect(agent);
-    let _registration = Registration { rt: rt.clone(), id };
-    rt.presence_changed(change);
-
+    let Connection { rt, peer, scope, id, mut inlet, registration: _registration } = conn;
     let mut shutdown = rt.shutdown.clone();
-    let expires_in = Duration::from_secs(u64::try_from(peer.identity.expires_at - now_secs()).unwrap_or(0));
-    let token_expiry = tokio::time::sleep(expires_in.min(Duration::from_secs(365 * 86_400)));
+    let expires_in = u64::try_from(peer.identity.expires_at - Timestamp::now().unix_seconds()).unwrap_or(0);
+    let token_expiry = tokio::time::sleep(Duration::from_secs(expires_in.min(365 * 86_400)));
     tokio::pin!(token_expiry);
     let mut heartbeat = tokio::time::interval(rt.settings.ping_interval);
     heartbeat.tick().await;
     let mut last_alive = Instant::now();
     // An event stream has no way to answer pings; a dead one fails its writes instead.
-    let (idle_check, single) = match &transport {
-        Transport::WebSocket => (true, false),
-        Transport::EventStream(_) => (false, true),
-    };
+    let single = matches!(transport, Transport::EventStream(..));
 
     let mut actor = Actor {
-        state,
         rt: rt.clone(),
         peer,
         scope,
@@ -143,17 +200,13 @@ where
         pending: inlet.pending.clone(),
     };
     let end: Result<(), End> = async {
-        if let Transport::EventStream(subscribe) = transport {
-            actor.handle(Ok(subscribe)).await?;
+        if let Transport::EventStream(session, start) = transport {
+            actor.start(actor.peer.home, session, start).await?;
         }
         loop {
             if single && actor.subs.is_empty() {
-                // Ended by its session closing, or it never started (a retryable failure).
-                return Err(if actor.ended.is_empty() {
-                    End::Close(close::INTERNAL, "subscription failed; reconnect")
-                } else {
-                    End::Close(close::NORMAL, "session closed")
-                });
+                // Ended by its session closing.
+                return Err(End::Close(close::NORMAL, "session closed"));
             }
             tokio::select! {
                 biased;
@@ -181,7 +234,7 @@ where
                     None => return Err(End::Gone),
                 },
                 _ = heartbeat.tick() => {
-                    if idle_check && last_alive.elapsed() > rt.settings.idle_timeout {
+                    if !single && last_alive.elapsed() > rt.settings.idle_timeout {
                         return Err(End::Close(close::IDLE, "idle"));
                     }
                     actor.emit(Outbound::Ping).await?;
@@ -193,10 +246,6 @@ where
     if let Err(End::Close(code, reason)) = end {
         let _ = tokio::time::timeout(rt.settings.write_timeout, actor.out.send(Outbound::Close(code, reason))).await;
     }
-}
-
-fn now_secs() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
@@ -213,36 +262,18 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
         self.emit(Outbound::Frame(Box::new(frame))).await
     }
 
-    async fn fail(&mut self, err: AppError, session: Option<SessionId>) -> Result<(), End> {
-        let session_id = session.map(|s| s.to_string());
-        let frame = match err {
-            AppError::Forbidden => ServerMessage::error("forbidden", "not allowed in this tenant", session_id),
-            AppError::NotFound => ServerMessage::error("not_found", "no such session in this tenant", session_id),
-            AppError::Validation(fields) => {
-                let detail =
-                    fields.iter().map(|(k, v)| format!("{k}: {}", v.join(", "))).collect::<Vec<_>>().join("; ");
-                ServerMessage::error("invalid_message", detail, session_id)
-            }
-            AppError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "stream: storage unavailable");
-                ServerMessage::error("storage_unavailable", "storage unavailable; retry", session_id)
-            }
-            other => {
-                tracing::error!(error = ?other, "stream request failed");
-                ServerMessage::error("internal_error", "internal error", session_id)
-            }
-        };
-        self.send(frame).await
+    async fn fail(&mut self, err: Error, session: Option<SessionId>) -> Result<(), End> {
+        self.send(error_frame(err, session)).await
     }
 
-    fn target(&self, session_id: &str, tenant_id: Option<i64>) -> Result<(TenantId, SessionId, Caller), AppError> {
-        let session = SessionId::parse(session_id).map_err(|e| AppError::field("session_id", e))?;
+    /// The session a client message names, in its tenant (the ticket's by default).
+    fn target(&self, session_id: &str, tenant_id: Option<i64>) -> Result<(TenantId, SessionId), Error> {
+        let session = SessionId::parse(session_id).map_err(|e| Error::field("session_id", e))?;
         let tenant = match tenant_id {
-            Some(t) => TenantId::new(t).map_err(|e| AppError::field("tenant_id", e))?,
+            Some(t) => TenantId::new(t).map_err(|e| Error::field("tenant_id", e))?,
             None => self.peer.home,
         };
-        let caller = self.state.policy().admit(&self.peer.identity, tenant).map_err(|_| AppError::Forbidden)?;
-        Ok((tenant, session, caller))
+        Ok((tenant, session))
     }
 
     async fn handle(&mut self, msg: Result<ClientMessage, String>) -> Result<(), End> {
@@ -252,45 +283,38 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
         };
         match msg {
             ClientMessage::Subscribe { session_id, tenant_id, last_event_id } => {
-                let target = self.target(&session_id, tenant_id);
-                match target {
-                    Ok((t, s, caller)) => {
-                        let existing = self.subs.contains_key(&(t, s));
-                        if let Err(err) = self.subscribe(t, s, caller, last_event_id.as_deref()).await? {
-                            // A failed re-subscribe leaves the working subscription alone.
-                            if !existing {
-                                self.rt.hub.unsubscribe(self.id, t, s);
-                                self.subs.remove(&(t, s));
-                            }
-                            return self.fail(err, Some(s)).await;
-                        }
-                        Ok(())
-                    }
-                    Err(err) => self.fail(err, SessionId::parse(&session_id).ok()).await,
+                let (t, s) = match self.target(&session_id, tenant_id) {
+                    Ok(target) => target,
+                    Err(err) => return self.fail(err, SessionId::parse(&session_id).ok()).await,
+                };
+                let admitted = self.rt.chat.subscribe(&self.peer.identity, t, s, last_event_id.as_deref()).await;
+                match admitted {
+                    Ok(start) => self.start(t, s, start).await,
+                    // A failed re-subscribe leaves the working subscription alone.
+                    Err(err) => self.fail(err, Some(s)).await,
                 }
             }
             ClientMessage::Unsubscribe { session_id, tenant_id } => match self.target(&session_id, tenant_id) {
-                Ok((t, s, _)) => self.end_sub(t, s, "requested").await,
+                Ok((t, s)) if self.subs.contains_key(&(t, s)) => self.end_sub(t, s, "requested").await,
+                Ok((_, s)) => self.send(not_subscribed(s)).await,
                 Err(err) => self.fail(err, None).await,
             },
             ClientMessage::WatchInbox => {
                 if self.scope.is_none() {
-                    return self.fail(AppError::Forbidden, None).await;
+                    return self.fail(Error::Forbidden, None).await;
                 }
                 self.inbox = true;
                 self.rt.hub.watch_inbox(self.id);
                 self.send(ServerMessage::WatchingInbox).await
             }
             ClientMessage::Typing { session_id, tenant_id } => {
-                let (t, s, _) = match self.target(&session_id, tenant_id) {
+                let (t, s) = match self.target(&session_id, tenant_id) {
                     Ok(target) => target,
                     Err(err) => return self.fail(err, None).await,
                 };
                 let interval = self.rt.settings.typing_interval;
                 let Some(sub) = self.subs.get_mut(&(t, s)) else {
-                    let frame =
-                        ServerMessage::error("not_subscribed", "subscribe to the session first", Some(s.to_string()));
-                    return self.send(frame).await;
+                    return self.send(not_subscribed(s)).await;
                 };
                 // Rate limit: extra typing notices within the interval are dropped.
                 if sub.last_typing.is_some_and(|at| at.elapsed() < interval) {
@@ -298,7 +322,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 }
                 sub.last_typing = Some(Instant::now());
                 let caller = sub.caller;
-                match self.state.chat().typing(&caller, s).await {
+                match self.rt.chat.typing(&caller, s).await {
                     Ok(()) => Ok(()),
                     Err(err) => self.fail(err, Some(s)).await,
                 }
@@ -307,44 +331,21 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
         }
     }
 
-    /// Registers first, then replays: anything committed meanwhile is queued
-    /// as a notice and delivered after the replay, deduplicated by sequence.
-    async fn subscribe(
-        &mut self,
-        t: TenantId,
-        s: SessionId,
-        caller: Caller,
-        last_event_id: Option<&str>,
-    ) -> Result<Result<(), AppError>, End> {
+    /// Registers, then replays: anything committed after the admission read
+    /// is either replayed here or announced by a notice and delivered after
+    /// the replay, deduplicated by sequence.
+    async fn start(&mut self, t: TenantId, s: SessionId, start: Subscription) -> Result<(), End> {
         self.rt.hub.subscribe(self.id, t, s);
-        let store = self.state.chat().store().clone();
-        let session = match store.get_session(t, s).await {
-            Ok(Some(session)) => session,
-            Ok(None) => return Ok(Err(AppError::NotFound)),
-            Err(err) => return Ok(Err(err.into())),
-        };
-        let last_seq = match last_event_id {
-            None => session.last_seq,
-            Some(raw) => {
-                let Ok(event) = Uuid::parse_str(raw.trim()) else {
-                    return Ok(Err(AppError::field("last_event_id", "must be a UUID")));
-                };
-                match store.event_seq(t, s, event).await {
-                    Ok(Some(seq)) => seq,
-                    Ok(None) => return Ok(Err(AppError::field("last_event_id", "is not an event of this session"))),
-                    Err(err) => return Ok(Err(err.into())),
-                }
-            }
-        };
         self.ended.remove(&(t, s));
-        self.subs.insert((t, s), Sub { last_seq, agent_id: session.agent_id, caller, last_typing: None });
+        let sub = Sub { last_seq: start.after, agent_id: start.agent_id, caller: start.caller, last_typing: None };
+        self.subs.insert((t, s), sub);
         self.send(ServerMessage::Subscribed { session_id: s.to_string(), tenant_id: t.get() }).await?;
         self.catch_up(t, s).await?;
         // Subscribed to an already closed session with nothing left to replay.
-        if session.status == SessionStatus::Closed && self.subs.contains_key(&(t, s)) {
+        if start.closed && self.subs.contains_key(&(t, s)) {
             self.end_sub(t, s, "session_closed").await?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     async fn end_sub(&mut self, t: TenantId, s: SessionId, reason: &'static str) -> Result<(), End> {
@@ -358,16 +359,15 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
 
     /// Sends every persisted event after the subscription's position, in order.
     async fn catch_up(&mut self, t: TenantId, s: SessionId) -> Result<(), End> {
-        let store = self.state.chat().store().clone();
         loop {
-            let Some(after) = self.subs.get(&(t, s)).map(|sub| sub.last_seq) else {
+            let Some((after, caller)) = self.subs.get(&(t, s)).map(|sub| (sub.last_seq, sub.caller)) else {
                 return Ok(());
             };
             // Shutting down: stop replaying, the stream is about to close.
             if *self.rt.shutdown.borrow() {
                 return Ok(());
             }
-            let events = match store.events_after(t, s, after, REPLAY_PAGE).await {
+            let events = match self.rt.chat.replay(&caller, s, after, REPLAY_PAGE).await {
                 Ok(events) => events,
                 Err(err) => {
                     // Retried from the same position shortly, even if nothing else happens there.
@@ -376,7 +376,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                         tokio::time::sleep(RETRY_READ).await;
                         pending.mark((t, s), i64::MAX);
                     });
-                    return self.fail(err.into(), Some(s)).await;
+                    return self.fail(err, Some(s)).await;
                 }
             };
             let full = events.len() == REPLAY_PAGE as usize;
@@ -407,16 +407,16 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
 
     async fn on_notice(&mut self, notice: Notice) -> Result<(), End> {
         match notice {
-            Notice::Committed { t, s, q, c } => {
-                let repeated = self.ended.get(&(t, s)).is_some_and(|&seen| q <= seen);
+            Notice::Committed { tenant: t, session: s, seq, session_change } => {
+                let repeated = self.ended.get(&(t, s)).is_some_and(|&seen| seq <= seen);
                 let in_scope = self.scope.as_ref().is_some_and(|sc| sc.covers(t));
-                if c && self.inbox && in_scope && !repeated && !self.subs.contains_key(&(t, s)) {
-                    self.inbox_event(t, s, q).await?;
+                if session_change && self.inbox && in_scope && !repeated && !self.subs.contains_key(&(t, s)) {
+                    self.inbox_event(t, s, seq).await?;
                 }
                 Ok(())
             }
-            Notice::Typing { t, s, u } => {
-                if u == self.peer.identity.user_id || !self.subs.contains_key(&(t, s)) {
+            Notice::Typing { tenant: t, session: s, user } => {
+                if user == self.peer.identity.user_id || !self.subs.contains_key(&(t, s)) {
                     return Ok(());
                 }
                 self.send(ServerMessage::Event {
@@ -424,7 +424,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                     id: None,
                     session_id: Some(s.to_string()),
                     tenant_id: Some(t.get()),
-                    data: EventData::Typing(TypingData { user_id: u.get() }),
+                    data: EventData::Typing(TypingData { user_id: user.get() }),
                 })
                 .await
             }
@@ -482,16 +482,11 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     }
 
     /// A session change seen from the inbox (no subscription, no replay).
-    async fn inbox_event(&mut self, t: TenantId, s: SessionId, q: i64) -> Result<(), End> {
-        let store = self.state.chat().store().clone();
-        match store.events_after(t, s, q - 1, 1).await {
-            Ok(events) => {
-                for event in events.into_iter().filter(|e| e.seq() == q && matches!(e, StoredEvent::Session(_))) {
-                    self.send(ServerMessage::stored(event)).await?;
-                }
-                Ok(())
-            }
-            Err(err) => self.fail(err.into(), Some(s)).await,
+    async fn inbox_event(&mut self, t: TenantId, s: SessionId, seq: i64) -> Result<(), End> {
+        match self.rt.chat.session_change(t, s, seq).await {
+            Ok(Some(event)) => self.send(ServerMessage::stored(event)).await,
+            Ok(None) => Ok(()),
+            Err(err) => self.fail(err, Some(s)).await,
         }
     }
 }

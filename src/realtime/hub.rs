@@ -239,7 +239,7 @@ impl Hub {
             }
         };
         match notice {
-            Notice::Committed { t, s, q, c } => {
+            Notice::Committed { tenant: t, session: s, seq: q, session_change: c } => {
                 let subscribers = reg.sessions.get(&(*t, *s));
                 for id in subscribers.into_iter().flatten() {
                     if let Some(conn) = reg.conns.get(id) {
@@ -252,12 +252,16 @@ impl Hub {
                     reg.inbox.iter().filter(|id| !subscribed(id)).for_each(deliver);
                 }
             }
-            Notice::Typing { t, s, .. } => reg.sessions.get(&(*t, *s)).into_iter().flatten().for_each(deliver),
+            Notice::Typing { tenant: t, session: s, .. } => {
+                reg.sessions.get(&(*t, *s)).into_iter().flatten().for_each(deliver)
+            }
             Notice::Read(mark) => {
                 reg.sessions.get(&(mark.tenant_id, mark.session_id)).into_iter().flatten().for_each(deliver);
             }
             // Latest state per agent, coalesced: a burst of logins never fills a queue.
-            Notice::Presence { a, on } => reg.conns.values().for_each(|conn| conn.pending.presence(*a, *on)),
+            Notice::Presence { agent, online } => {
+                reg.conns.values().for_each(|conn| conn.pending.presence(*agent, *online));
+            }
             Notice::Resync => reg.conns.values().for_each(|conn| conn.pending.resync()),
         }
     }
@@ -279,7 +283,7 @@ mod tests {
         let (_b, b_in, _) = hub.connect(None);
         hub.subscribe(a, t, s);
         for q in 1..=500 {
-            hub.dispatch(&Notice::Committed { t, s, q, c: false });
+            hub.dispatch(&Notice::Committed { tenant: t, session: s, seq: q, session_change: false });
         }
         tokio::time::timeout(std::time::Duration::from_secs(1), a_in.pending.changed()).await.unwrap();
         let backlog = a_in.pending.take();
@@ -298,9 +302,10 @@ mod tests {
         hub.subscribe(slow, t, s);
         hub.subscribe(fast, t, s);
         for _ in 1..=3 {
-            hub.dispatch(&Notice::Typing { t, s, u });
+            let typing = Notice::Typing { tenant: t, session: s, user: u };
+            hub.dispatch(&typing);
             // The fast one keeps up.
-            assert_eq!(fast_in.notices.try_recv().unwrap(), Notice::Typing { t, s, u });
+            assert_eq!(fast_in.notices.try_recv().unwrap(), typing);
         }
         tokio::time::timeout(std::time::Duration::from_secs(1), slow_in.lagged.wait()).await.unwrap();
         assert!(!fast_in.lagged.flag.load(Ordering::SeqCst));

@@ -1,20 +1,24 @@
-//! Real time: WebSocket and SSE streams, presence, and delivery of events
-//! across nodes (CONTRACT section 8). See `docs/REALTIME.md`.
+//! The real-time engine (CONTRACT section 8, `docs/REALTIME.md`): this
+//! node's registry of streams ([`hub`]), fan-out of notices to them, the
+//! per-connection actor ([`conn`]) and presence upkeep. It depends on the
+//! service layer, the wire types and its own settings; it knows nothing of
+//! HTTP. The WebSocket and SSE endpoints that feed it live in `http::streams`.
 
 pub mod conn;
 pub mod hub;
-pub mod presence;
-pub mod protocol;
-pub mod routes;
+mod presence;
+
+pub use conn::{Connection, Inbound, Outbound, Peer, Transport};
 
 use crate::domain::event::Notice;
-use crate::http::AppState;
+use crate::service::Livechat;
 use hub::{AgentStreams, Hub};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use routes::router;
+/// A change of agent streams and who waits for it to be recorded.
+type PresenceChange = (AgentStreams, oneshot::Sender<()>);
 
 /// Tunables of the streams.
 #[derive(Debug, Clone, Copy)]
@@ -45,60 +49,76 @@ impl Default for RealtimeSettings {
 
 /// The node's real-time machinery, shared by every stream.
 pub struct Realtime {
-    /// Who watches what on this node.
-    pub hub: Hub,
-    /// Tunables.
-    pub settings: RealtimeSettings,
+    chat: Livechat,
+    hub: Hub,
+    settings: RealtimeSettings,
     /// This node's presence source name.
-    pub node: String,
+    node: String,
     /// Becomes `true` when the server shuts down: streams close with 1001.
-    pub shutdown: watch::Receiver<bool>,
-    /// Agents' first / last streams on this node, applied in order by the presence task.
-    presence_tx: mpsc::UnboundedSender<AgentStreams>,
-    presence_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<AgentStreams>>>,
+    shutdown: watch::Receiver<bool>,
+    /// Agents' first / last streams on this node, applied in order by the
+    /// presence task, which answers on the oneshot once a change is recorded.
+    presence_tx: mpsc::UnboundedSender<PresenceChange>,
+    presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceChange>>>,
 }
 
 impl Realtime {
-    /// A hub for this node and the sender that shuts its streams down.
-    pub fn new(settings: RealtimeSettings) -> (Arc<Self>, watch::Sender<bool>) {
+    /// The engine for this node, and the sender that shuts its streams down.
+    pub fn new(chat: Livechat, settings: RealtimeSettings) -> (Arc<Self>, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
         let (presence_tx, presence_rx) = mpsc::unbounded_channel();
-        let node = format!("node:{}", uuid::Uuid::now_v7().simple());
         let rt = Self {
+            chat,
             hub: Hub::new(settings.queue),
             settings,
-            node,
+            node: format!("node:{}", uuid::Uuid::now_v7().simple()),
             shutdown: rx,
             presence_tx,
-            presence_rx: std::sync::Mutex::new(Some(presence_rx)),
+            presence_rx: Mutex::new(Some(presence_rx)),
         };
         (Arc::new(rt), tx)
     }
 
-    /// Queues a change of this node's agent streams for the presence task.
-    pub fn presence_changed(&self, change: AgentStreams) {
+    /// The tunables.
+    pub fn settings(&self) -> &RealtimeSettings {
+        &self.settings
+    }
+
+    /// Number of open streams on this node.
+    pub fn connections(&self) -> usize {
+        self.hub.connections()
+    }
+
+    /// Resolves once the server is shutting down.
+    pub async fn stopping(&self) {
+        stopped(&mut self.shutdown.clone()).await;
+    }
+
+    /// Queues a change of this node's agent streams for the presence task;
+    /// the receiver resolves once it is recorded (or the task has ended).
+    fn presence_changed(&self, change: AgentStreams) -> oneshot::Receiver<()> {
+        let (done, applied) = oneshot::channel();
         if change != AgentStreams::Unchanged {
             // Only fails once the presence task has ended (shutdown), when it no longer matters.
-            let _ = self.presence_tx.send(change);
+            let _ = self.presence_tx.send((change, done));
         }
+        applied
     }
 }
 
 /// Resolves once the shutdown flag is set. (A helper so the guard that
 /// `wait_for` returns is dropped before any other await.)
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Starts the node's background work: fan-out of notices to local streams,
 /// and presence upkeep. Both stop at shutdown.
-pub fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    let rt = state.realtime().clone();
-    let notices = state.chat().storage().bus.notices();
-    let mut tasks = vec![tokio::spawn(fan_out(rt.clone(), notices))];
-    let changes = rt.presence_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+pub fn start(rt: &Arc<Realtime>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(fan_out(rt.clone(), rt.chat.notices()))];
+    let changes = rt.presence_rx.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(changes) = changes {
-        tasks.push(tokio::spawn(presence::maintain(state.clone(), rt, changes)));
+        tasks.push(tokio::spawn(presence::maintain(rt.clone(), changes)));
     }
     tasks
 }

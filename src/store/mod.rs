@@ -1,10 +1,16 @@
-//! Storage: one trait, implemented once over SQL and instantiated for each
-//! backend (SQLite, the embedded default, and PostgreSQL, for several nodes).
+//! Storage: one trait per aggregate (sessions, messages and their events,
+//! read marks, presence, tickets) plus the notice bus, implemented once over
+//! SQL and instantiated for each backend (SQLite, the embedded default, and
+//! PostgreSQL, for several nodes).
 //!
 //! The domain rules (validation, timestamps, pagination) live in
 //! [`crate::domain`]; this layer only keeps data and the invariants the
 //! database must hold under concurrency (one open session per tenant,
 //! commit-ordered message sequence, unique idempotency keys).
+//!
+//! Every call reaches the database through one place (acquiring a
+//! connection or beginning a transaction, see `sql::Db`), which is where the
+//! fail-fast [`breaker`] sits, so it covers every trait below.
 
 mod breaker;
 mod migrations;
@@ -20,23 +26,18 @@ use crate::domain::page::Scan;
 use crate::domain::session::{InboxPosition, NewSession, Session, SessionFilter, SessionPosition};
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-/// Conversations: sessions, messages, their events and read marks. Every
-/// method is scoped by tenant (but the agent inbox, which spans the caller's
-/// tenants): a row of another tenant is never read or written.
-///
-/// Every change a subscriber may replay (session opened / assigned / closed,
-/// message created) takes the next number of the session's sequence under
-/// the session's row lock and is announced on the [`Bus`] once committed.
+/// Sessions of a tenant and the agent inbox across tenants. Every change
+/// takes the next number of the session's sequence under the session's row
+/// lock, records a session event with it and is announced on the
+/// [`NoticeBus`] once committed.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Answers when the database can serve a query.
-    async fn ping(&self) -> Result<(), StoreError>;
-
+pub trait SessionStore: Send + Sync {
     /// Inserts a session and its `opened` event. A tenant with an OPEN
     /// session already gets [`StoreError::SessionAlreadyActive`], decided by a
     /// unique index so two racing requests cannot both win.
@@ -87,7 +88,12 @@ pub trait Store: Send + Sync + 'static {
         only_if_queued: bool,
         at: Timestamp,
     ) -> Result<Session, StoreError>;
+}
 
+/// Messages and the replayable event history of a session (messages and
+/// session events share one per-session sequence).
+#[async_trait]
+pub trait MessageStore: Send + Sync {
     /// Appends a message to an OPEN session in one transaction: takes the next
     /// sequence number under the session's row lock, so sequence order is
     /// commit order, and records the idempotency key with it. A known key
@@ -111,7 +117,8 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
 
-    /// Up to `limit` persisted events of the session after sequence `after`, in order.
+    /// Up to `limit` persisted events of the session after sequence `after`,
+    /// in order, read in one snapshot.
     async fn events_after(
         &self,
         tenant: TenantId,
@@ -122,7 +129,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The sequence number of a persisted event (message or session event) of this session.
     async fn event_seq(&self, tenant: TenantId, session: SessionId, id: Uuid) -> Result<Option<i64>, StoreError>;
+}
 
+/// Each participant's read position per session.
+#[async_trait]
+pub trait ReadMarkStore: Send + Sync {
     /// Moves `user`'s read mark forward to `message` (never backwards).
     /// Returns the mark now stored and whether it moved;
     /// [`StoreError::MessageNotFound`] if the message is not in the session.
@@ -134,8 +145,69 @@ pub trait Store: Send + Sync + 'static {
         message: MessageId,
         at: Timestamp,
     ) -> Result<(ReadMark, bool), StoreError>;
+}
 
-    /// Closes the connection pools (at shutdown).
+/// Agents' presence, shared by every node. An agent is online while it has a
+/// live source (a node holding its streams, or its own `PUT`); every change
+/// of an agent's state is announced on the [`NoticeBus`] by the transaction
+/// that made it, so announcements keep commit order.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Keeps `agent` online through `source` until `expires_at`; returns
+    /// whether this made the agent go online (exactly one caller sees `true`).
+    async fn touch_presence(
+        &self,
+        agent: UserId,
+        source: &str,
+        scope: &AgentScope,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes one source; returns whether the agent went offline with it.
+    async fn drop_presence(&self, agent: UserId, source: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Removes expired sources (and every source named `source`, for a node
+    /// that is shutting down); returns the agents that went offline, each once.
+    async fn remove_presence_sources(&self, source: Option<&str>, now: Timestamp) -> Result<Vec<UserId>, StoreError>;
+
+    /// Whether the agent has a live source and may serve `tenant`.
+    async fn agent_available(&self, agent: UserId, tenant: TenantId, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// The online agent able to serve `tenant` with the fewest OPEN sessions.
+    async fn least_busy_agent(&self, tenant: TenantId, now: Timestamp) -> Result<Option<UserId>, StoreError>;
+}
+
+/// Single-use stream tickets, shared by every node (so any node can redeem one).
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Stores a ticket.
+    async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError>;
+
+    /// Removes and returns a ticket if it exists and has not expired (single use).
+    async fn take_ticket(&self, tenant: TenantId, hash: &str, now: Timestamp) -> Result<Option<Ticket>, StoreError>;
+
+    /// Deletes expired tickets.
+    async fn purge_tickets(&self, now: Timestamp) -> Result<(), StoreError>;
+}
+
+/// Notices between nodes: through PostgreSQL `LISTEN/NOTIFY`, or in process on SQLite.
+#[async_trait]
+pub trait NoticeBus: Send + Sync {
+    /// Sends an ephemeral notice to every node (committed events announce themselves).
+    async fn publish(&self, notice: &Notice) -> Result<(), StoreError>;
+
+    /// Every notice from now on, on this node.
+    fn notices(&self) -> broadcast::Receiver<Notice>;
+}
+
+/// One storage backend: every aggregate, the bus, and its lifecycle.
+#[async_trait]
+pub trait Store: SessionStore + MessageStore + ReadMarkStore + PresenceStore + TicketStore + NoticeBus {
+    /// Answers when the database can serve a query.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stops background work and closes the connection pools (at shutdown).
     async fn shutdown(&self);
 }
 
@@ -152,69 +224,6 @@ pub struct Ticket {
     pub token_exp: i64,
     /// When the ticket stops being accepted.
     pub expires_at: Timestamp,
-}
-
-/// Presence and stream tickets: shared by every node through the database.
-#[async_trait]
-pub trait PresenceStore: Send + Sync + 'static {
-    /// Stores a ticket.
-    async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError>;
-
-    /// Removes and returns a ticket if it exists and has not expired (single use).
-    async fn take_ticket(&self, tenant: TenantId, hash: &str, now: Timestamp) -> Result<Option<Ticket>, StoreError>;
-
-    /// Keeps `agent` online through `source` until `expires_at`; returns
-    /// whether this made the agent go online (exactly one caller sees `true`).
-    /// Every change of an agent's presence is announced on the [`Bus`] by the
-    /// transaction that made it.
-    async fn touch_presence(
-        &self,
-        agent: UserId,
-        source: &str,
-        scope: &AgentScope,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
-
-    /// Removes one source; returns whether the agent went offline with it.
-    async fn drop_presence(&self, agent: UserId, source: &str, now: Timestamp) -> Result<bool, StoreError>;
-
-    /// Agents whose every source expired, marked offline now (each reported once).
-    async fn expire_presence(&self, now: Timestamp) -> Result<Vec<UserId>, StoreError>;
-
-    /// Removes every source of one node (it is shutting down), plus expired
-    /// ones; returns the agents that went offline.
-    async fn drop_node(&self, source: &str, now: Timestamp) -> Result<Vec<UserId>, StoreError>;
-
-    /// Whether the agent has a live source and may serve `tenant`.
-    async fn agent_available(&self, agent: UserId, tenant: TenantId, now: Timestamp) -> Result<bool, StoreError>;
-
-    /// The online agent able to serve `tenant` with the fewest OPEN sessions.
-    async fn least_busy_agent(&self, tenant: TenantId, now: Timestamp) -> Result<Option<UserId>, StoreError>;
-
-    /// Deletes expired tickets.
-    async fn purge_tickets(&self, now: Timestamp) -> Result<(), StoreError>;
-}
-
-/// Notices between nodes: through PostgreSQL `LISTEN/NOTIFY`, or in process on SQLite.
-#[async_trait]
-pub trait Bus: Send + Sync + 'static {
-    /// Sends an ephemeral notice to every node (committed events announce themselves).
-    async fn publish(&self, notice: &Notice) -> Result<(), StoreError>;
-
-    /// Every notice from now on, on this node.
-    fn notices(&self) -> broadcast::Receiver<Notice>;
-}
-
-/// The three faces of one storage backend.
-#[derive(Clone)]
-pub struct Storage {
-    /// Conversations (behind the fail-fast breaker).
-    pub chat: Arc<dyn Store>,
-    /// Presence and tickets.
-    pub presence: Arc<dyn PresenceStore>,
-    /// Notices.
-    pub bus: Arc<dyn Bus>,
 }
 
 /// Storage outcomes the caller must tell apart.
@@ -247,11 +256,56 @@ pub enum StoreError {
     Internal(#[source] sqlx::Error),
 }
 
+/// A database URL whose password never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL as configured.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, password included; only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The backend its scheme selects.
+    pub fn backend(&self) -> Option<Backend> {
+        Backend::from_url(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// `scheme://user:***@host/db`: everything but the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return f.write_str(&self.0);
+        };
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                let masked = if userinfo.contains(':') { ":***" } else { "" };
+                write!(f, "{scheme}://{user}{masked}@{host}{path}")
+            }
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
 /// How to reach the database, parsed from the URL and the pool settings.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// `sqlite://path` or `postgres://…`.
-    pub url: String,
+    pub url: DatabaseUrl,
     /// Largest number of pooled connections (readers on SQLite).
     pub max_connections: u32,
     /// How long a request waits for a connection before 503.
@@ -287,13 +341,10 @@ impl Backend {
 }
 
 /// Connects to the configured backend (running migrations if asked).
-pub async fn connect(config: &StoreConfig) -> anyhow::Result<Storage> {
-    fn wire<S: Store + PresenceStore + Bus>(store: Arc<S>, retry: Duration) -> Storage {
-        Storage { chat: Arc::new(breaker::Breaker::new(store.clone(), retry)), presence: store.clone(), bus: store }
-    }
-    match Backend::from_url(&config.url) {
-        Some(Backend::Sqlite) => Ok(wire(Arc::new(sqlite::connect(config).await?), config.retry_interval)),
-        Some(Backend::Postgres) => Ok(wire(Arc::new(postgres::connect(config).await?), config.retry_interval)),
+pub async fn connect(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match config.url.backend() {
+        Some(Backend::Sqlite) => Ok(Arc::new(sqlite::connect(config).await?)),
+        Some(Backend::Postgres) => Ok(Arc::new(postgres::connect(config).await?)),
         None => anyhow::bail!("database URL must start with sqlite:// or postgres://"),
     }
 }
@@ -301,7 +352,41 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<Storage> {
 /// Applies pending migrations, then disconnects.
 pub async fn migrate(config: &StoreConfig) -> anyhow::Result<()> {
     let config = StoreConfig { migrate: true, ..config.clone() };
-    let storage = connect(&config).await?;
-    storage.chat.shutdown().await;
+    connect(&config).await?.shutdown().await;
     Ok(())
+}
+
+/// The query plans of a `term` search, one line per plan node each.
+#[derive(Debug, Clone)]
+pub struct TermSearchPlans {
+    /// The page query of one session's messages with the term.
+    pub in_session: Vec<String>,
+    /// The term predicate alone, over every message.
+    pub predicate: Vec<String>,
+}
+
+/// The plans the database chooses for a `term` search: for operators
+/// checking that search is index-backed, and for the tests that prove it.
+pub async fn explain_term_search(config: &StoreConfig, term: &str) -> anyhow::Result<TermSearchPlans> {
+    let term = crate::domain::message::SearchTerm::parse(term)?;
+    match config.url.backend() {
+        Some(Backend::Sqlite) => sql::explain(sqlite::connect(config).await?, &term).await,
+        Some(Backend::Postgres) => sql::explain(postgres::connect(config).await?, &term).await,
+        None => anyhow::bail!("database URL must start with sqlite:// or postgres://"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_never_print_their_password() {
+        let url = DatabaseUrl::new("postgres://livechat:hunter2@db.internal:5432/livechat");
+        assert_eq!(url.to_string(), "postgres://livechat:***@db.internal:5432/livechat");
+        assert_eq!(format!("{url:?}"), "postgres://livechat:***@db.internal:5432/livechat");
+        assert_eq!(DatabaseUrl::new("postgres://me@host/db").to_string(), "postgres://me@host/db");
+        assert_eq!(DatabaseUrl::new("sqlite://data/livechat.db").to_string(), "sqlite://data/livechat.db");
+        assert!(!format!("{:?}", DatabaseUrl::new("postgres://u:p%40ss@h/d")).contains("p%40ss"));
+    }
 }

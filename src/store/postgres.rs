@@ -1,8 +1,7 @@
 //! PostgreSQL, for several server nodes on one database.
 
-use super::StoreConfig;
-use super::migrations;
-use super::sql::{Dialect, QueryBuilder, SqlStore};
+use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore};
+use super::{StoreConfig, migrations};
 use crate::domain::event::Notice;
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
@@ -40,9 +39,21 @@ impl Dialect for Postgres {
     // server that went away shows up.
     const POOL_TIMEOUT_IS_OUTAGE: bool = true;
 
+    // With sequential scans priced out, the plan shows whether an index can
+    // serve the search (on a small table the planner would rightly scan).
+    const EXPLAIN: Explain =
+        Explain { prefix: "EXPLAIN ", setup: &["SET LOCAL enable_seqscan = off"], column: "QUERY PLAN" };
+
     fn is_outage(err: &dyn DatabaseError) -> bool {
         // Connection exceptions, shutdowns, "cannot connect now", too many connections.
         err.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300"))
+    }
+
+    fn violates(err: &dyn DatabaseError, constraint: Constraint) -> bool {
+        let name = match constraint {
+            Constraint::OneOpenSessionPerTenant => "sessions_one_open_per_tenant",
+        };
+        err.is_unique_violation() && err.constraint() == Some(name)
     }
 
     fn is_transient(err: &dyn DatabaseError) -> bool {
@@ -57,7 +68,7 @@ impl Dialect for Postgres {
 /// Connects a pool and applies migrations if asked.
 pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>> {
     let timeout_ms = config.statement_timeout.as_millis().to_string();
-    let options = PgConnectOptions::from_str(&config.url)
+    let options = PgConnectOptions::from_str(config.url.expose())
         .context("invalid PostgreSQL URL")?
         .application_name("livechat")
         .options([("statement_timeout", timeout_ms.as_str())]);
@@ -71,11 +82,14 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>>
         .await
         .context("cannot connect to PostgreSQL")?;
     if config.migrate {
-        let migrator = migrations::migrator(migrations::POSTGRES).await?;
-        migrator.run(&pool).await.context("applying PostgreSQL migrations")?;
+        migrations::migrator::<migrations::Postgres>()
+            .await?
+            .run(&pool)
+            .await
+            .context("applying PostgreSQL migrations")?;
     }
     let listener_options = options.application_name("livechat-listener");
-    let store = SqlStore::new(pool.clone(), pool);
+    let store = SqlStore::new(Db::new(pool.clone(), pool, config.retry_interval));
     let listener = spawn_listener(listener_options, store.notices.clone()).await?;
     store.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(listener);
     Ok(store)

@@ -1,8 +1,7 @@
 //! SQLite, the embedded default: one file, WAL, one writer connection.
 
-use super::StoreConfig;
-use super::migrations;
-use super::sql::{Dialect, QueryBuilder, SqlStore};
+use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore};
+use super::{StoreConfig, migrations};
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
 use sqlx::Sqlite;
@@ -36,9 +35,20 @@ impl Dialect for Sqlite {
     // A local file is never "unreachable": a pool timeout means a queue of writers.
     const POOL_TIMEOUT_IS_OUTAGE: bool = false;
 
+    const EXPLAIN: Explain = Explain { prefix: "EXPLAIN QUERY PLAN ", setup: &[], column: "detail" };
+
     fn is_outage(_: &dyn DatabaseError) -> bool {
         // A local file: busy or full is not the database going away.
         false
+    }
+
+    fn violates(err: &dyn DatabaseError, constraint: Constraint) -> bool {
+        // SQLite names the indexed columns, not the index: the partial index
+        // on (tenant_id) alone, unlike the primary key (tenant_id, id).
+        let columns = match constraint {
+            Constraint::OneOpenSessionPerTenant => "sessions.tenant_id",
+        };
+        err.is_unique_violation() && err.message().strip_prefix("UNIQUE constraint failed: ") == Some(columns)
     }
 
     fn is_transient(err: &dyn DatabaseError) -> bool {
@@ -50,8 +60,8 @@ impl Dialect for Sqlite {
 
 /// Opens (creating if needed) the database file.
 pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
-    let options = SqliteConnectOptions::from_str(&config.url)
-        .with_context(|| format!("invalid SQLite URL {:?}", config.url))?
+    let options = SqliteConnectOptions::from_str(config.url.expose())
+        .with_context(|| format!("invalid SQLite URL {}", config.url))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // FULL: every commit is fsynced before the 201 goes out (see README, "Durability").
@@ -68,8 +78,7 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
         .await
         .with_context(|| format!("cannot open SQLite database {}", options.get_filename().display()))?;
     if config.migrate {
-        let migrator = migrations::migrator(migrations::SQLITE).await?;
-        migrator.run(&writer).await.context("applying SQLite migrations")?;
+        migrations::migrator::<migrations::Sqlite>().await?.run(&writer).await.context("applying SQLite migrations")?;
     }
     let reader = SqlitePoolOptions::new()
         .max_connections(config.max_connections.max(1))
@@ -77,5 +86,5 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
         .connect_with(options)
         .await
         .context("opening SQLite read connections")?;
-    Ok(SqlStore::new(reader, writer))
+    Ok(SqlStore::new(Db::new(reader, writer, config.retry_interval)))
 }

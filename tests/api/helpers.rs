@@ -7,7 +7,7 @@ use livechat::auth::{AuthConfig, KeySource, MintClaims, Secret, mint_hs256};
 use livechat::domain::access::AccessPolicy;
 use livechat::realtime::RealtimeSettings;
 use livechat::service::Limits;
-use livechat::store::StoreConfig;
+use livechat::store::{DatabaseUrl, StoreConfig};
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -247,6 +247,8 @@ pub struct TestOptions {
     pub presence_ttl: Duration,
     pub realtime: RealtimeSettings,
     pub rate_limit: (u32, u32),
+    /// Clock skew allowed on `exp` / `nbf`, in seconds.
+    pub leeway_secs: u64,
 }
 
 impl Default for TestOptions {
@@ -259,6 +261,7 @@ impl Default for TestOptions {
             presence_ttl: Duration::from_secs(10),
             // The suite makes thousands of requests as few users: no limit unless a test sets one.
             rate_limit: (0, 1),
+            leeway_secs: 0,
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -285,7 +288,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
     Settings {
         bind: "127.0.0.1:0".parse().expect("addr"),
         store: StoreConfig {
-            url: url.to_owned(),
+            url: DatabaseUrl::new(url),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
@@ -296,7 +299,7 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
             keys: options.keys.clone(),
             issuer: options.issuer.clone(),
             audience: options.audience.clone(),
-            leeway_secs: 0,
+            leeway_secs: options.leeway_secs,
         },
         policy: AccessPolicy::default(),
         max_body_bytes: options.max_body_bytes,

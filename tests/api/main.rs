@@ -2,6 +2,7 @@
 //! once on SQLite and once on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 
+mod corpus;
 mod helpers;
 mod node;
 
@@ -14,7 +15,9 @@ mod envelope;
 mod messages;
 mod openapi;
 mod pagination;
+mod plans;
 mod realtime;
 mod sessions;
 mod stream;
+mod strict;
 mod typescript;

@@ -585,7 +585,56 @@ async fn heartbeats_token_expiry_and_typing_limits_are_enforced(backend: Backend
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+async fn an_agent_is_online_as_soon_as_its_stream_handshake_completes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let opener = User::agent(1);
+    for (i, tenant) in (40..50).enumerate() {
+        let agent = User::agent(500 + i64::try_from(i).unwrap());
+        let _ws = Ws::connect(&app, &agent, tenant).await;
+        // Straight after the handshake: no wait for a background write.
+        let r = app.post("/sessions", &opener, tenant, Some(json!({ "agent_id": agent.id }))).await;
+        assert_eq!(r.status, 201, "try {i}: {}", r.body);
+        assert_eq!(r.data()["agent_id"], agent.id);
+    }
+}
+
+async fn a_ticket_is_refused_for_a_token_already_past_its_expiry(backend: Backend) {
+    let options = TestOptions { leeway_secs: 30, ..TestOptions::default() };
+    let app = TestApp::spawn_with(backend, options).await;
+    let user = User::member(100, 12);
+    let stale = user.token_with(|c| c.exp = c.iat - 5);
+    // Within the leeway the token still passes on ordinary requests…
+    let r = app.raw(app.client.get(app.url("/sessions")).bearer_auth(&stale).header("X-Tenant-ID", "12")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // …but a stream would end at once: no ticket for it.
+    let r =
+        app.raw(app.client.post(app.url("/realtime/tickets")).bearer_auth(&stale).header("X-Tenant-ID", "12")).await;
+    r.assert_error(401, "unauthorized");
+}
+
+async fn unsubscribing_from_a_session_not_followed_is_answered(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = User::member(100, 12);
+    let session = app.open_session(&user, 12).await;
+    let mut ws = Ws::connect(&app, &user, 12).await;
+    ws.send(json!({ "type": "unsubscribe", "session_id": session })).await;
+    let frame = ws.next_json().await;
+    assert_eq!((frame["type"].as_str(), frame["code"].as_str()), (Some("error"), Some("not_subscribed")), "{frame}");
+    assert_eq!(frame["session_id"], session.as_str());
+    ws.subscribe(&session, None, None).await;
+    ws.send(json!({ "type": "unsubscribe", "session_id": session })).await;
+    let frame = ws.next_json().await;
+    assert_eq!(
+        (frame["type"].as_str(), frame["reason"].as_str()),
+        (Some("unsubscribed"), Some("requested")),
+        "{frame}"
+    );
+}
+
 conformance!(
+    an_agent_is_online_as_soon_as_its_stream_handshake_completes,
+    a_ticket_is_refused_for_a_token_already_past_its_expiry,
+    unsubscribing_from_a_session_not_followed_is_answered,
     conversation_reaches_every_subscriber_with_typing_read_and_close,
     streams_hold_tenant_isolation_and_role_rules,
     tickets_are_single_use_short_lived_and_required,

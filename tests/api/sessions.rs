@@ -96,6 +96,52 @@ async fn concurrent_session_creation_for_one_tenant_has_exactly_one_winner(backe
     }
 }
 
+async fn opening_while_another_request_closes_is_never_a_503(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let agent = User::agent(1);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let opener = |n: i64| {
+        let (app, user) = (&app, User::member(100 + n, 12));
+        async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..40 {
+                outcomes.push(app.post("/sessions", &user, 12, None).await);
+            }
+            outcomes
+        }
+    };
+    let closer = async {
+        let mut closed = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) && closed < 1_000 {
+            let open = app.get("/sessions?status=OPEN&limit=1", &agent, 12).await;
+            if let Some(id) = open.data()[0]["id"].as_str() {
+                assert_eq!(app.post(&format!("/sessions/{id}/close"), &agent, 12, None).await.status, 200);
+                closed += 1;
+            }
+        }
+        closed
+    };
+    let openers = async {
+        let all = futures::future::join_all((0..4).map(opener)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        all
+    };
+    let (all, closed) = tokio::join!(openers, closer);
+    assert!(closed > 0, "the closer never found a session to close");
+    let mut opened = 0;
+    for r in all.iter().flatten() {
+        if r.status == 201 {
+            opened += 1;
+            continue;
+        }
+        // Whatever the timing, a refusal names the session that is open.
+        r.assert_error(400, "session_already_active");
+        let ids = r.field_errors("session_id");
+        assert!(ids.len() == 1 && uuid::Uuid::parse_str(&ids[0]).is_ok(), "{}", r.body);
+    }
+    assert!(opened > 1, "sessions were closed, so more than one open must have succeeded");
+}
+
 async fn get_session_returns_it_and_hides_other_tenants(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.open_session(&User::member(100, 12), 12).await;
@@ -193,6 +239,7 @@ conformance!(
     bad_agent_id_is_a_validation_error,
     second_open_session_is_refused_with_the_active_session_id,
     concurrent_session_creation_for_one_tenant_has_exactly_one_winner,
+    opening_while_another_request_closes_is_never_a_503,
     get_session_returns_it_and_hides_other_tenants,
     close_is_for_agents_and_idempotent,
     list_sessions_is_newest_first_with_filters_and_cursor,

@@ -1,8 +1,8 @@
 //! The frontend's TypeScript types against real responses: bodies returned by
-//! a live server are written into a `.ts` file and compiled with
-//! `tsc --strict`, each one checked against the guide type its endpoint
-//! promises. A second file holds the same bodies made wrong on purpose and must
-//! not compile, so a green run proves the check can fail.
+//! a live server (the shared corpus, `corpus.rs`) are written into a `.ts`
+//! file and compiled with `tsc --strict`, each one checked against the guide
+//! type its endpoint promises. A second file holds the same bodies made wrong
+//! on purpose and must not compile, so a green run proves the check can fail.
 //!
 //! The types live in `tests/typescript/` (the guide's block, exported, plus the
 //! two responses it leaves unnamed). The compiler is pinned in
@@ -15,7 +15,8 @@
 //! `closed_at`) are allowed, while the constraint keeps literal types strict
 //! (`status: "closed"` and `agent_id: null` are errors).
 
-use crate::helpers::{Backend, Resp, TempDir, TestApp, User};
+use crate::corpus::{self, Corpus};
+use crate::helpers::TempDir;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -34,22 +35,13 @@ const ERROR: &str = "ErrorResponse";
 const GUIDE_TYPES: [&str; 3] = [SESSION, MESSAGE, MESSAGE_LIST];
 const EXTRA_TYPES: [&str; 2] = [SESSION_LIST, ERROR];
 
-const AGENT_SESSION: &str = "session opened by an agent (agent_id present)";
-const CLOSED_SESSION: &str = "session closed by an agent (closed_at present)";
-const MESSAGE_SENT: &str = "message sent";
-const MESSAGES_FIRST_PAGE: &str = "first page of messages (next_cursor present)";
-const SESSIONS_FIRST_PAGE: &str = "first page of sessions (next_cursor present)";
-const VALIDATION_ERROR: &str = "400 validation_error on a blank message (errors map)";
-
 const NPM_CI_TIMEOUT: Duration = Duration::from_secs(300);
 const TSC_TIMEOUT: Duration = Duration::from_secs(120);
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_responses_type_check_against_the_frontend_types_and_wrong_ones_do_not() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let cases = collect_real_bodies(&app).await;
-    app.stop().await;
+    let cases = real_cases(corpus::shared().await);
     let wrong = wrong_bodies(&cases);
     // Processes are waited on synchronously; a failure keeps its own message.
     if let Err(err) = tokio::task::spawn_blocking(move || type_check(&cases, &wrong)).await {
@@ -65,131 +57,69 @@ struct Case {
     body: Value,
 }
 
-#[derive(Default)]
-struct Cases(Vec<Case>);
+struct Cases<'c> {
+    corpus: &'c Corpus,
+    cases: Vec<Case>,
+}
 
-impl Cases {
-    /// Records a successful body after checking its status.
+impl Cases<'_> {
+    /// A successful body, as the type of its endpoint.
     #[track_caller]
-    fn ok(&mut self, name: &str, ts_type: &'static str, resp: &Resp, status: u16) {
-        assert_eq!(resp.status, status, "{name}: {}", resp.body);
-        self.0.push(Case { name: name.to_owned(), ts_type, body: resp.body.clone() });
+    fn ok(&mut self, method: Method, route: &str, name: &str, ts_type: &'static str) {
+        let body = self.corpus.get(&method, route, name).body.clone();
+        self.cases.push(Case { name: name.to_owned(), ts_type, body });
     }
 
-    /// Records an error body as `ErrorResponse` and as the type of the
-    /// endpoint that answered, which a frontend would have typed the call with.
+    /// An error body as `ErrorResponse` and as the type of the endpoint that
+    /// answered, which a frontend would have typed the call with.
     #[track_caller]
-    fn error(&mut self, name: &str, endpoint_type: &'static str, resp: &Resp, status: u16, code: &str) {
-        resp.assert_error(status, code);
+    fn error(&mut self, method: Method, route: &str, name: &str, endpoint_type: &'static str) {
+        let response = self.corpus.get(&method, route, name);
         for ts_type in [ERROR, endpoint_type] {
-            self.0.push(Case { name: format!("{name} as {ts_type}"), ts_type, body: resp.body.clone() });
+            let name = format!("{} {name} as {ts_type}", response.status);
+            self.cases.push(Case { name, ts_type, body: response.body.clone() });
         }
     }
 }
 
-/// Drives the server through every response shape the frontend reads.
-async fn collect_real_bodies(app: &TestApp) -> Vec<Case> {
-    let agent = User::agent(1);
-    let member = User::member(100, 12);
-    let mut cases = Cases::default();
+/// Every response shape the frontend reads, from the corpus.
+fn real_cases(corpus: &Corpus) -> Vec<Case> {
+    use corpus::{
+        AGENT_SESSION, BLANK_MESSAGE, CLOSE, CLOSED_SESSION, MEMBER_CLOSES, MESSAGE_SENT, MESSAGES, MESSAGES_BY_TERM,
+        MESSAGES_PAGE, NO_SESSIONS, NO_TOKEN, OLDER_MESSAGES_PAGE, OPEN_SESSION_BY_ID, OUTSIDE_ROLE, PLAIN_TEXT,
+        QUEUED_SESSION, SECOND_SESSIONS_PAGE, SESSION_ALREADY_ACTIVE, SESSIONS, SESSIONS_PAGE, TOO_BIG,
+        TWO_BAD_PARAMETERS, UNKNOWN_SESSION, WRONG_METHOD,
+    };
+    let mut c = Cases { corpus, cases: Vec::new() };
 
-    // Sessions.
-    let r = app.post("/sessions", &member, 12, None).await;
-    assert!(r.data().get("agent_id").is_none(), "a queued session has no agent_id: {}", r.body);
-    cases.ok("session opened by a tenant user (queued, no agent_id)", SESSION, &r, 201);
-    let queued = r.id();
+    c.ok(Method::POST, SESSIONS, QUEUED_SESSION, SESSION);
+    c.ok(Method::POST, CLOSE, CLOSED_SESSION, SESSION);
+    c.ok(Method::POST, SESSIONS, AGENT_SESSION, SESSION);
+    c.ok(Method::GET, corpus::SESSION, OPEN_SESSION_BY_ID, SESSION);
+    c.ok(Method::GET, SESSIONS, SESSIONS_PAGE, SESSION_LIST);
+    c.ok(Method::GET, SESSIONS, SECOND_SESSIONS_PAGE, SESSION_LIST);
+    c.ok(Method::GET, SESSIONS, NO_SESSIONS, SESSION_LIST);
+    c.ok(Method::POST, MESSAGES, MESSAGE_SENT, MESSAGE);
+    c.ok(Method::GET, MESSAGES, MESSAGES_PAGE, MESSAGE_LIST);
+    c.ok(Method::GET, MESSAGES, OLDER_MESSAGES_PAGE, MESSAGE_LIST);
+    c.ok(Method::GET, MESSAGES, MESSAGES_BY_TERM, MESSAGE_LIST);
 
-    let r = app.post("/sessions", &member, 12, None).await;
-    cases.error("400 session_already_active", SESSION, &r, 400, "session_already_active");
-    assert!(!r.field_errors("session_id").is_empty(), "{}", r.body);
-
-    let r = app.post(&format!("/sessions/{queued}/close"), &agent, 12, None).await;
-    assert!(r.data()["closed_at"].is_string(), "{}", r.body);
-    assert_eq!(r.data()["status"], "CLOSED", "{}", r.body);
-    cases.ok(CLOSED_SESSION, SESSION, &r, 200);
-
-    let r = app.post("/sessions", &agent, 12, Some(json!({}))).await;
-    assert_eq!(r.data()["agent_id"], 1, "{}", r.body);
-    cases.ok(AGENT_SESSION, SESSION, &r, 201);
-    let session = r.id();
-
-    let r = app.get(&format!("/sessions/{session}"), &member, 12).await;
-    cases.ok("session fetched by id", SESSION, &r, 200);
-
-    let r = app.get("/sessions?limit=1", &agent, 12).await;
-    let next = r.body["meta"]["pagination"]["next_cursor"].as_str().map(str::to_owned);
-    let next = next.unwrap_or_else(|| panic!("two sessions, limit 1: expected next_cursor in {}", r.body));
-    cases.ok(SESSIONS_FIRST_PAGE, SESSION_LIST, &r, 200);
-
-    let r = app.get(&format!("/sessions?limit=1&cursor={next}"), &agent, 12).await;
-    assert!(r.body["meta"]["pagination"]["prev_cursor"].is_string(), "{}", r.body);
-    cases.ok("second page of sessions (prev_cursor present)", SESSION_LIST, &r, 200);
-
-    let r = app.get("/sessions", &User::member(101, 13), 13).await;
-    assert_eq!(r.data(), &json!([]), "{}", r.body);
-    cases.ok("empty list of sessions", SESSION_LIST, &r, 200);
-
-    // Messages.
-    let r = app.send(&session, &member, 12, "Halo, saya butuh bantuan").await;
-    cases.ok(MESSAGE_SENT, MESSAGE, &r, 201);
-    app.send(&session, &agent, 12, "Halo! Ada yang bisa dibantu?").await;
-    app.send(&session, &member, 12, "Saldo simpanan saya tidak muncul").await;
-
-    let messages = format!("/sessions/{session}/messages");
-    let r = app.get(&format!("{messages}?limit=2"), &member, 12).await;
-    let next = r.body["meta"]["pagination"]["next_cursor"].as_str().map(str::to_owned);
-    let next = next.unwrap_or_else(|| panic!("three messages, limit 2: expected next_cursor in {}", r.body));
-    cases.ok(MESSAGES_FIRST_PAGE, MESSAGE_LIST, &r, 200);
-
-    let r = app.get(&format!("{messages}?limit=2&cursor={next}&direction=before"), &member, 12).await;
-    assert!(r.body["meta"]["pagination"]["prev_cursor"].is_string(), "{}", r.body);
-    cases.ok("older page of messages (prev_cursor present)", MESSAGE_LIST, &r, 200);
-
-    let r = app.get(&format!("{messages}?term=saldo"), &agent, 12).await;
-    cases.ok("messages found by a search term", MESSAGE_LIST, &r, 200);
-
-    // Errors.
-    let r = app.post(&messages, &member, 12, Some(json!({ "message": "   " }))).await;
-    cases.error(VALIDATION_ERROR, MESSAGE, &r, 400, "validation_error");
-    assert!(!r.field_errors("message").is_empty(), "{}", r.body);
-
-    let r = app.get("/sessions?limit=0&direction=sideways", &agent, 12).await;
-    cases.error("400 validation_error on two query parameters", SESSION_LIST, &r, 400, "validation_error");
-
-    let r = app.raw(app.client.get(app.url("/sessions")).header("X-Tenant-ID", "12")).await;
-    cases.error("401 without a token", SESSION_LIST, &r, 401, "unauthorized");
-
-    let r = app.get("/sessions", &User::outsider(300, 12), 12).await;
-    cases.error("403 for a role outside the allowlist", SESSION_LIST, &r, 403, "forbidden");
-
-    let r = app.post(&format!("/sessions/{session}/close"), &member, 12, None).await;
-    cases.error("403 when a tenant user closes a session", SESSION, &r, 403, "forbidden");
-
-    let r = app.get(&format!("/sessions/{}", uuid::Uuid::now_v7()), &agent, 12).await;
-    cases.error("404 for an unknown session", SESSION, &r, 404, "not_found");
-
-    let r = app.call(Method::DELETE, "/sessions", &agent, 12, None).await;
-    cases.error("405 for DELETE /sessions", SESSION_LIST, &r, 405, "method_not_allowed");
-
-    let too_big = json!({ "message": "x".repeat(20 * 1024) });
-    let r = app.post(&messages, &member, 12, Some(too_big)).await;
-    cases.error("413 for a body over the limit", MESSAGE, &r, 413, "payload_too_large");
-
-    let req = app
-        .client
-        .post(app.url(&messages))
-        .bearer_auth(member.token())
-        .header("X-Tenant-ID", "12")
-        .header("Content-Type", "text/plain")
-        .body("Halo");
-    let r = app.raw(req).await;
-    cases.error("415 for a text/plain body", MESSAGE, &r, 415, "unsupported_media_type");
-
-    cases.0
+    c.error(Method::POST, SESSIONS, SESSION_ALREADY_ACTIVE, SESSION);
+    c.error(Method::POST, MESSAGES, BLANK_MESSAGE, MESSAGE);
+    c.error(Method::GET, SESSIONS, TWO_BAD_PARAMETERS, SESSION_LIST);
+    c.error(Method::GET, SESSIONS, NO_TOKEN, SESSION_LIST);
+    c.error(Method::GET, SESSIONS, OUTSIDE_ROLE, SESSION_LIST);
+    c.error(Method::POST, CLOSE, MEMBER_CLOSES, SESSION);
+    c.error(Method::GET, corpus::SESSION, UNKNOWN_SESSION, SESSION);
+    c.error(Method::DELETE, SESSIONS, WRONG_METHOD, SESSION_LIST);
+    c.error(Method::POST, MESSAGES, TOO_BIG, MESSAGE);
+    c.error(Method::POST, MESSAGES, PLAIN_TEXT, MESSAGE);
+    c.cases
 }
 
 /// Real bodies with one field made wrong each; every one must be rejected.
 fn wrong_bodies(cases: &[Case]) -> Vec<Case> {
+    use corpus::{AGENT_SESSION, BLANK_MESSAGE, CLOSED_SESSION, MESSAGE_SENT, MESSAGES_PAGE, SESSIONS_PAGE};
     let real =
         |name: &str| cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no case named {name:?}")).clone();
     let wrong = |name: &str, what: &str, change: &dyn Fn(&mut Value)| {
@@ -198,21 +128,22 @@ fn wrong_bodies(cases: &[Case]) -> Vec<Case> {
         case.name = format!("{name}, {what}");
         case
     };
+    let validation_error = format!("400 {BLANK_MESSAGE} as {ERROR}");
     vec![
         wrong(AGENT_SESSION, "agent_id null", &|b| b["data"]["agent_id"] = Value::Null),
         wrong(AGENT_SESSION, "status \"closed\"", &|b| b["data"]["status"] = json!("closed")),
         wrong(CLOSED_SESSION, "tenant_id a string", &|b| b["data"]["tenant_id"] = json!("12")),
         wrong(CLOSED_SESSION, "created_at missing", &|b| remove(&mut b["data"], "created_at")),
         wrong(MESSAGE_SENT, "sender_id a string", &|b| b["data"]["sender_id"] = json!("100")),
-        wrong(MESSAGES_FIRST_PAGE, "data an object", &|b| b["data"] = json!({})),
-        wrong(MESSAGES_FIRST_PAGE, "pagination without limit", &|b| remove(&mut b["meta"]["pagination"], "limit")),
-        wrong(SESSIONS_FIRST_PAGE, "has_next a string", &|b| b["meta"]["pagination"]["has_next"] = json!("true")),
-        wrong(SESSIONS_FIRST_PAGE, "meta without request_id", &|b| remove(&mut b["meta"], "request_id")),
-        wrong(&format!("{VALIDATION_ERROR} as {ERROR}"), "errors as plain strings", &|b| {
+        wrong(MESSAGES_PAGE, "data an object", &|b| b["data"] = json!({})),
+        wrong(MESSAGES_PAGE, "pagination without limit", &|b| remove(&mut b["meta"]["pagination"], "limit")),
+        wrong(SESSIONS_PAGE, "has_next a string", &|b| b["meta"]["pagination"]["has_next"] = json!("true")),
+        wrong(SESSIONS_PAGE, "meta without request_id", &|b| remove(&mut b["meta"], "request_id")),
+        wrong(&validation_error, "errors as plain strings", &|b| {
             b["errors"] = json!({ "message": "is required" });
         }),
-        wrong(&format!("{VALIDATION_ERROR} as {ERROR}"), "data an object", &|b| b["data"] = json!({})),
-        wrong(&format!("{VALIDATION_ERROR} as {ERROR}"), "success a string", &|b| b["success"] = json!("false")),
+        wrong(&validation_error, "data an object", &|b| b["data"] = json!({})),
+        wrong(&validation_error, "success a string", &|b| b["success"] = json!("false")),
     ]
 }
 

@@ -1,34 +1,52 @@
 //! The storage logic, written once over sqlx and instantiated per backend.
 //!
 //! Both schemas store ids as UUIDs and times as microseconds in a 64-bit
-//! integer, so the statements below are plain SQL both engines accept; the
-//! few real differences (substring search, error codes, notifications) go
-//! through [`Dialect`].
+//! integer, so the statements are plain SQL both engines accept; the few
+//! real differences (substring search, error codes, notifications) go
+//! through [`Dialect`]. The sqlx capabilities the statements need are stated
+//! once, on the blanket impls of [`Exec`] and [`Record`]; code generic over a
+//! [`Dialect`] needs no other bound.
+//!
+//! One file per aggregate: `sessions`, `messages` (and their events),
+//! `reads`, `presence`, `tickets`, plus the notice `bus`.
 
 mod bus;
-mod chat;
+mod messages;
 mod presence;
+mod reads;
+mod sessions;
+mod tickets;
 
-use super::StoreError;
+use super::breaker::Breaker;
+use super::{Store, StoreError};
 use crate::domain::event::{Notice, SessionChange};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Message, SearchTerm};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use sqlx::error::DatabaseError;
-use sqlx::query::Query;
+use sqlx::pool::PoolConnection;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use std::marker::PhantomData;
+use std::sync::{Mutex, PoisonError};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+pub(super) use messages::message_scan;
+
 /// What differs between the SQL engines.
-pub trait Dialect: Database {
+pub trait Dialect: Exec + Database<Row: Record> {
     /// Writes the placeholder of the `n`th (1-based) bound value.
     fn placeholder(n: usize, out: &mut String);
 
     /// Adds `AND <folded text contains term>` using the engine's substring index.
     fn push_term_filter(qb: &mut QueryBuilder<Self>, term: &SearchTerm);
+
+    /// Whether a database error is a violation of this constraint (by its
+    /// name, never "any unique violation").
+    fn violates(err: &dyn DatabaseError, constraint: Constraint) -> bool;
 
     /// Whether a database error means "try again later" rather than a bug.
     fn is_transient(err: &dyn DatabaseError) -> bool;
@@ -45,6 +63,138 @@ pub trait Dialect: Database {
     /// Whether a connection-pool timeout means the server is unreachable
     /// (rather than every connection being busy).
     const POOL_TIMEOUT_IS_OUTAGE: bool;
+
+    /// How to ask for a query plan: the statement prefix, settings for the
+    /// same transaction, and the column holding the plan's lines.
+    const EXPLAIN: Explain;
+}
+
+/// Constraints whose violation means something to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Constraint {
+    /// `sessions_one_open_per_tenant`: the tenant already has an OPEN session.
+    OneOpenSessionPerTenant,
+}
+
+/// How an engine explains a query (see [`Dialect::EXPLAIN`]).
+pub struct Explain {
+    /// Put before the statement.
+    pub prefix: &'static str,
+    /// Run first, in the same transaction.
+    pub setup: &'static [&'static str],
+    /// The column of each plan line.
+    pub column: &'static str,
+}
+
+/// Runs a built statement on a connection. Implemented once for every
+/// sqlx database that can bind the values of [`Value`].
+pub trait Exec: Database {
+    /// Every row.
+    fn fetch_all<'c>(
+        conn: &'c mut Self::Connection,
+        qb: &'c QueryBuilder<Self>,
+    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>>;
+
+    /// The first row, if any.
+    fn fetch_optional<'c>(
+        conn: &'c mut Self::Connection,
+        qb: &'c QueryBuilder<Self>,
+    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>>;
+
+    /// Runs it for its effect.
+    fn execute<'c>(
+        conn: &'c mut Self::Connection,
+        qb: &'c QueryBuilder<Self>,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+}
+
+impl<DB> Exec for DB
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+{
+    fn fetch_all<'c>(
+        conn: &'c mut Self::Connection,
+        qb: &'c QueryBuilder<Self>,
+    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
+        Box::pin(bind(qb).fetch_all(conn))
+    }
+
+    fn fetch_optional<'c>(
+        conn: &'c mut Self::Connection,
+        qb: &'c QueryBuilder<Self>,
+    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
+        Box::pin(bind(qb).fetch_optional(conn))
+    }
+
+    fn execute<'c>(
+        conn: &'c mut Self::Connection,
+        qb: &'c QueryBuilder<Self>,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        let run = bind(qb).execute(conn);
+        Box::pin(async move { run.await.map(drop) })
+    }
+}
+
+/// The executable query: the text with every value bound in order.
+fn bind<DB>(qb: &QueryBuilder<DB>) -> sqlx::query::Query<'_, DB, DB::Arguments<'_>>
+where
+    DB: Database,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+{
+    let mut q = sqlx::query::<DB>(&qb.text);
+    for v in &qb.values {
+        q = match v.clone() {
+            Value::I64(x) => q.bind(x),
+            Value::OptI64(x) => q.bind(x),
+            Value::Text(x) => q.bind(x),
+            Value::Uuid(x) => q.bind(x),
+        };
+    }
+    q
+}
+
+/// A result row read by column name. Implemented once for every sqlx row
+/// type that decodes the column types the schemas use.
+pub trait Record {
+    /// A non-null integer.
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
+    /// A nullable integer.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    /// Text.
+    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    /// A UUID.
+    fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error>;
+}
+
+impl<R> Record for R
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error> {
+        self.try_get(column)
+    }
 }
 
 /// A value bound to a statement.
@@ -91,7 +241,8 @@ impl From<Uuid> for Value {
 pub struct QueryBuilder<DB> {
     text: String,
     values: Vec<Value>,
-    db: PhantomData<DB>,
+    /// Whose placeholders; a function pointer so the builder is `Send + Sync` whatever `DB` is.
+    db: PhantomData<fn() -> DB>,
 }
 
 impl<DB: Dialect> QueryBuilder<DB> {
@@ -124,70 +275,86 @@ impl<DB: Dialect> QueryBuilder<DB> {
         }
         self.push(")")
     }
-}
 
-impl<DB> QueryBuilder<DB>
-where
-    DB: Dialect,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
-    /// The executable query.
-    pub fn build(&self) -> Query<'_, DB, DB::Arguments<'_>> {
-        let mut q = sqlx::query::<DB>(&self.text);
-        for v in &self.values {
-            q = match v.clone() {
-                Value::I64(x) => q.bind(x),
-                Value::OptI64(x) => q.bind(x),
-                Value::Text(x) => q.bind(x),
-                Value::Uuid(x) => q.bind(x),
-            };
-        }
-        q
+    /// Prefixes the statement (for `EXPLAIN`).
+    pub fn prefix(&mut self, text: &str) -> &mut Self {
+        self.text.insert_str(0, text);
+        self
     }
 }
 
-/// A store over one SQL engine. `writer` is a separate single-connection pool
-/// on SQLite (one writer at a time, so no lock upgrades fail) and the same
-/// pool as `reader` on PostgreSQL.
-pub struct SqlStore<DB: Database> {
-    pub(super) reader: sqlx::Pool<DB>,
-    pub(super) writer: sqlx::Pool<DB>,
-    /// Notices received on this node (fed by the listener on PostgreSQL).
-    pub(super) notices: broadcast::Sender<Notice>,
-    /// Background tasks to stop at shutdown (the PostgreSQL listener).
-    pub(super) tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+/// The way to the database: every call acquires a connection or begins a
+/// transaction here, behind the breaker, and every error is classified
+/// here, so an outage found by any call makes the others fail fast.
+pub struct Db<DB: Database> {
+    /// Connections for reads.
+    reader: sqlx::Pool<DB>,
+    /// Connections for writes: a separate single-connection pool on SQLite
+    /// (one writer at a time, so no lock upgrades fail), the same pool as
+    /// `reader` on PostgreSQL.
+    writer: sqlx::Pool<DB>,
+    breaker: Breaker,
 }
 
-/// How many notices a slow node-local consumer may fall behind before it
-/// is told to resynchronise.
-pub const NOTICE_BUFFER: usize = 4096;
-
-impl<DB: Database> SqlStore<DB> {
+impl<DB: Dialect> Db<DB> {
     /// Wraps the pools.
-    pub fn new(reader: sqlx::Pool<DB>, writer: sqlx::Pool<DB>) -> Self {
-        Self { reader, writer, notices: broadcast::channel(NOTICE_BUFFER).0, tasks: Default::default() }
+    pub fn new(reader: sqlx::Pool<DB>, writer: sqlx::Pool<DB>, retry_interval: std::time::Duration) -> Self {
+        Self { reader, writer, breaker: Breaker::new(retry_interval) }
     }
-}
 
-const SESSION_COLUMNS: &str = "id, tenant_id, agent_id, status, opened_by, created_at, updated_at, closed_at, last_seq";
-const MESSAGE_COLUMNS: &str = "id, tenant_id, session_id, seq, sender_id, message, created_at";
+    /// A connection for reading.
+    pub async fn read(&self) -> Result<PoolConnection<DB>, StoreError> {
+        self.admitted(self.reader.acquire()).await
+    }
 
-/// The unread count of `viewer` per session row `s` (messages from others after the read mark).
-fn unread_column<DB: Dialect>(qb: &mut QueryBuilder<DB>, viewer: UserId) {
-    qb.push(", (SELECT count(*) FROM messages m WHERE m.tenant_id = s.tenant_id AND m.session_id = s.id");
-    qb.push(" AND m.sender_id <> ").push_bind(viewer.get());
-    qb.push(" AND m.seq > COALESCE((SELECT r.seq FROM read_state r WHERE r.tenant_id = s.tenant_id");
-    qb.push(" AND r.session_id = s.id AND r.user_id = ").push_bind(viewer.get());
-    qb.push("), 0)) AS unread_count");
+    /// A write transaction.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, DB>, StoreError> {
+        self.admitted(self.writer.begin()).await
+    }
+
+    /// A connection of the write pool outside a transaction.
+    pub async fn write(&self) -> Result<PoolConnection<DB>, StoreError> {
+        self.admitted(self.writer.acquire()).await
+    }
+
+    async fn admitted<T>(&self, connect: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, StoreError> {
+        let admission = self.breaker.admit()?;
+        match connect.await {
+            Ok(conn) => {
+                admission.passed();
+                Ok(conn)
+            }
+            Err(err) => {
+                let err = self.fail(err);
+                // The database answered, even if with an error: not an outage.
+                if !matches!(err, StoreError::Unreachable(_)) {
+                    admission.passed();
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Maps a sqlx error to its meaning; an outage opens the breaker.
+    pub fn fail(&self, err: sqlx::Error) -> StoreError {
+        let err = classify::<DB>(err);
+        if let StoreError::Unreachable(cause) = &err {
+            self.breaker.tripped(cause);
+        }
+        err
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
 }
 
 /// Maps a sqlx error to its meaning. Only losing the database is an
 /// outage; a timed-out statement or a busy lock is retryable but says
 /// nothing about other requests.
-pub(super) fn classify<DB: Dialect>(err: sqlx::Error) -> StoreError {
+fn classify<DB: Dialect>(err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::PoolTimedOut if !DB::POOL_TIMEOUT_IS_OUTAGE => StoreError::Unavailable(err.into()),
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
@@ -199,67 +366,159 @@ pub(super) fn classify<DB: Dialect>(err: sqlx::Error) -> StoreError {
     }
 }
 
+/// A store over one SQL engine.
+pub struct SqlStore<DB: Database> {
+    pub(super) db: Db<DB>,
+    /// Notices received on this node (fed by the listener on PostgreSQL).
+    pub(super) notices: broadcast::Sender<Notice>,
+    /// Background tasks to stop at shutdown (the PostgreSQL listener).
+    pub(super) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// How many notices a slow node-local consumer may fall behind before it
+/// is told to resynchronise.
+pub const NOTICE_BUFFER: usize = 4096;
+
+impl<DB: Dialect> SqlStore<DB> {
+    /// Wraps the pools.
+    pub fn new(db: Db<DB>) -> Self {
+        Self { db, notices: broadcast::channel(NOTICE_BUFFER).0, tasks: Mutex::default() }
+    }
+
+    /// Runs `qb` on a read connection and returns every row.
+    async fn read_all(&self, qb: &QueryBuilder<DB>) -> Result<Vec<DB::Row>, StoreError> {
+        let mut conn = self.db.read().await?;
+        DB::fetch_all(&mut conn, qb).await.map_err(|e| self.db.fail(e))
+    }
+
+    /// Runs `qb` on a read connection and returns the first row.
+    async fn read_one(&self, qb: &QueryBuilder<DB>) -> Result<Option<DB::Row>, StoreError> {
+        let mut conn = self.db.read().await?;
+        DB::fetch_optional(&mut conn, qb).await.map_err(|e| self.db.fail(e))
+    }
+
+    /// Runs `qb` on the write pool, outside a transaction, and returns the first row.
+    async fn write_one(&self, qb: &QueryBuilder<DB>) -> Result<Option<DB::Row>, StoreError> {
+        let mut conn = self.db.write().await?;
+        DB::fetch_optional(&mut conn, qb).await.map_err(|e| self.db.fail(e))
+    }
+
+    /// Runs `qb` on the write pool, outside a transaction, for its effect.
+    async fn write_run(&self, qb: &QueryBuilder<DB>) -> Result<(), StoreError> {
+        let mut conn = self.db.write().await?;
+        DB::execute(&mut conn, qb).await.map_err(|e| self.db.fail(e))
+    }
+
+    /// Runs `qb` inside `tx` and returns every row.
+    async fn tx_all(&self, tx: &mut DB::Connection, qb: &QueryBuilder<DB>) -> Result<Vec<DB::Row>, StoreError> {
+        DB::fetch_all(tx, qb).await.map_err(|e| self.db.fail(e))
+    }
+
+    /// Runs `qb` inside `tx` and returns the first row.
+    async fn tx_one(&self, tx: &mut DB::Connection, qb: &QueryBuilder<DB>) -> Result<Option<DB::Row>, StoreError> {
+        DB::fetch_optional(tx, qb).await.map_err(|e| self.db.fail(e))
+    }
+
+    /// Runs `qb` inside `tx` for its effect.
+    async fn tx_run(&self, tx: &mut DB::Connection, qb: &QueryBuilder<DB>) -> Result<(), StoreError> {
+        DB::execute(tx, qb).await.map_err(|e| self.db.fail(e))
+    }
+
+    /// The plans of a term search: the page query of one session, and the
+    /// term predicate alone over the whole table.
+    pub async fn explain_term_search(&self, term: &SearchTerm) -> anyhow::Result<super::TermSearchPlans> {
+        let filter = crate::domain::message::MessageFilter { term: Some(term.clone()), ..Default::default() };
+        let (tenant, session) = (TenantId::new(1)?, SessionId::generate());
+        let in_session = message_scan::<DB>(tenant, session, &filter, crate::domain::page::Scan::Older(None), 10);
+        let mut predicate = QueryBuilder::<DB>::new("SELECT id FROM messages WHERE true");
+        DB::push_term_filter(&mut predicate, term);
+        Ok(super::TermSearchPlans {
+            in_session: self.explain(in_session).await?,
+            predicate: self.explain(predicate).await?,
+        })
+    }
+
+    async fn explain(&self, mut qb: QueryBuilder<DB>) -> anyhow::Result<Vec<String>> {
+        qb.prefix(DB::EXPLAIN.prefix);
+        let mut tx = self.db.begin().await?;
+        for statement in DB::EXPLAIN.setup {
+            DB::execute(&mut tx, &QueryBuilder::new(statement)).await?;
+        }
+        let rows = DB::fetch_all(&mut tx, &qb).await?;
+        Ok(rows.iter().map(|r| r.text(DB::EXPLAIN.column)).collect::<Result<_, _>>()?)
+    }
+}
+
+#[async_trait]
+impl<DB: Dialect> Store for SqlStore<DB> {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read_one(&QueryBuilder::new("SELECT 1")).await.map(drop)
+    }
+
+    async fn shutdown(&self) {
+        for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            task.abort();
+        }
+        self.db.close().await;
+    }
+}
+
+const SESSION_COLUMNS: &str = "id, tenant_id, agent_id, status, opened_by, created_at, updated_at, closed_at, last_seq";
+const MESSAGE_COLUMNS: &str = "id, tenant_id, session_id, seq, sender_id, message, created_at";
+
 fn corrupt(what: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("stored {what} is out of range").into())
 }
 
-fn session_from_row<R: Row>(row: &R) -> Result<Session, sqlx::Error>
-where
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'a> &'a str: ColumnIndex<R>,
-{
-    let status: String = row.try_get("status")?;
-    let agent: Option<i64> = row.try_get("agent_id")?;
-    let closed: Option<i64> = row.try_get("closed_at")?;
+fn tenant(row: &impl Record, column: &str) -> Result<TenantId, sqlx::Error> {
+    TenantId::new(row.int(column)?).map_err(|_| corrupt(column))
+}
+
+fn user(row: &impl Record, column: &str) -> Result<UserId, sqlx::Error> {
+    UserId::new(row.int(column)?).map_err(|_| corrupt(column))
+}
+
+fn opt_user(row: &impl Record, column: &str) -> Result<Option<UserId>, sqlx::Error> {
+    row.opt_int(column)?.map(UserId::new).transpose().map_err(|_| corrupt(column))
+}
+
+fn status(row: &impl Record) -> Result<SessionStatus, sqlx::Error> {
+    SessionStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("status"))
+}
+
+fn session_from_row(row: &impl Record) -> Result<Session, sqlx::Error> {
     Ok(Session {
-        id: SessionId::from_uuid(row.try_get("id")?),
-        tenant_id: TenantId::new(row.try_get("tenant_id")?).map_err(|_| corrupt("tenant_id"))?,
-        agent_id: agent.map(UserId::new).transpose().map_err(|_| corrupt("agent_id"))?,
-        status: SessionStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        opened_by: UserId::new(row.try_get("opened_by")?).map_err(|_| corrupt("opened_by"))?,
-        created_at: Timestamp::from_micros(row.try_get("created_at")?),
-        updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
-        closed_at: closed.map(Timestamp::from_micros),
+        id: SessionId::from_uuid(row.uuid("id")?),
+        tenant_id: tenant(row, "tenant_id")?,
+        agent_id: opt_user(row, "agent_id")?,
+        status: status(row)?,
+        opened_by: user(row, "opened_by")?,
+        created_at: Timestamp::from_micros(row.int("created_at")?),
+        updated_at: Timestamp::from_micros(row.int("updated_at")?),
+        closed_at: row.opt_int("closed_at")?.map(Timestamp::from_micros),
         unread_count: None,
-        last_seq: row.try_get("last_seq")?,
+        last_seq: row.int("last_seq")?,
     })
 }
 
-fn message_from_row<R: Row>(row: &R) -> Result<Message, sqlx::Error>
-where
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'a> &'a str: ColumnIndex<R>,
-{
+fn message_from_row(row: &impl Record) -> Result<Message, sqlx::Error> {
     Ok(Message {
-        id: MessageId::from_uuid(row.try_get("id")?),
-        tenant_id: TenantId::new(row.try_get("tenant_id")?).map_err(|_| corrupt("tenant_id"))?,
-        session_id: SessionId::from_uuid(row.try_get("session_id")?),
-        seq: row.try_get("seq")?,
-        sender_id: UserId::new(row.try_get("sender_id")?).map_err(|_| corrupt("sender_id"))?,
-        message: row.try_get("message")?,
-        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        id: MessageId::from_uuid(row.uuid("id")?),
+        tenant_id: tenant(row, "tenant_id")?,
+        session_id: SessionId::from_uuid(row.uuid("session_id")?),
+        seq: row.int("seq")?,
+        sender_id: user(row, "sender_id")?,
+        message: row.text("message")?,
+        created_at: Timestamp::from_micros(row.int("created_at")?),
     })
 }
 
-/// Statements shared by the store's faces: session events and the
-/// announcements that go with commits.
-impl<DB> SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'a> &'a str: ColumnIndex<DB::Row>,
-{
+/// Statements every aggregate shares: session events and the announcements
+/// that go with commits.
+impl<DB: Dialect> SqlStore<DB> {
     /// Records a session event at `seq`; returns the notice to commit with it.
-    pub(super) async fn record_event(
+    async fn record_event(
+        &self,
         tx: &mut DB::Connection,
         session: &Session,
         seq: i64,
@@ -279,57 +538,45 @@ where
             session.status.as_str().into(),
             at.micros().into(),
         ]);
-        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
-        Ok(Notice::Committed { t: session.tenant_id, s: session.id, q: seq, c: true })
+        self.tx_run(tx, &qb).await?;
+        Ok(Notice::Committed { tenant: session.tenant_id, session: session.id, seq, session_change: true })
     }
 
     /// Commits `tx` and announces `notices` on the bus: with `NOTIFY`, inside
     /// the transaction (sent on commit, dropped on rollback, in commit
     /// order); otherwise in process right after the commit.
-    pub(super) async fn commit_announcing(
+    async fn commit_announcing(
         &self,
         mut tx: sqlx::Transaction<'static, DB>,
         notices: &[Notice],
     ) -> Result<(), StoreError> {
-        for notice in notices {
-            Self::notify_in_tx(&mut tx, notice).await?;
-        }
-        tx.commit().await.map_err(classify::<DB>)?;
-        for notice in notices {
-            self.notify_after_commit(notice.clone());
-        }
-        Ok(())
-    }
-
-    /// `pg_notify` inside the transaction: sent on commit, dropped on rollback.
-    async fn notify_in_tx(tx: &mut DB::Connection, notice: &Notice) -> Result<(), StoreError> {
         if let Some(channel) = DB::NOTIFY_CHANNEL {
-            let payload =
-                serde_json::to_string(notice).map_err(|e| StoreError::Internal(sqlx::Error::Encode(e.into())))?;
-            let mut qb = QueryBuilder::<DB>::new("SELECT pg_notify(");
-            qb.push_bind(channel).push(", ").push_bind(payload).push(")");
-            qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
+            for notice in notices {
+                let qb = notify_statement::<DB>(channel, notice)?;
+                self.tx_run(&mut tx, &qb).await?;
+            }
+        }
+        tx.commit().await.map_err(|e| self.db.fail(e))?;
+        if DB::NOTIFY_CHANNEL.is_none() {
+            for notice in notices {
+                // No receiver yet is fine: nobody is listening.
+                let _ = self.notices.send(notice.clone());
+            }
         }
         Ok(())
     }
 
-    /// In-process delivery after commit, on engines without `NOTIFY`.
-    fn notify_after_commit(&self, notice: Notice) {
-        if DB::NOTIFY_CHANNEL.is_none() {
-            // No receiver yet is fine: nobody is listening.
-            let _ = self.notices.send(notice);
-        }
-    }
-
-    /// Bumps the session's sequence under its row lock, applying `set` to an OPEN session.
-    /// Returns the session after the change and the new sequence number.
-    pub(super) async fn bump_session(
+    /// Bumps the session's sequence under its row lock, applying `set` to an
+    /// OPEN session. Returns the session after the change (its `last_seq` is
+    /// the new sequence number).
+    async fn bump_session(
+        &self,
         tx: &mut DB::Connection,
         tenant: TenantId,
         id: SessionId,
         set: impl FnOnce(&mut QueryBuilder<DB>),
         extra_where: &str,
-    ) -> Result<Option<(Session, i64)>, StoreError> {
+    ) -> Result<Option<Session>, StoreError> {
         let mut qb = QueryBuilder::<DB>::new("UPDATE sessions SET last_seq = last_seq + 1");
         set(&mut qb);
         qb.push(" WHERE tenant_id = ").push_bind(tenant.get());
@@ -337,39 +584,25 @@ where
         qb.push(" AND status = ").push_bind(SessionStatus::Open.as_str());
         qb.push(extra_where);
         qb.push(" RETURNING ").push(SESSION_COLUMNS);
-        let row = qb.build().fetch_optional(&mut *tx).await.map_err(classify::<DB>)?;
-        let session = row.map(|row| session_from_row(&row)).transpose().map_err(StoreError::Internal)?;
-        Ok(session.map(|s| {
-            let seq = s.last_seq;
-            (s, seq)
-        }))
+        let row = self.tx_one(tx, &qb).await?;
+        row.map(|row| session_from_row(&row)).transpose().map_err(StoreError::Internal)
     }
+}
 
-    /// Deletes expired sources (and all of `source`'s, if given), then marks
-    /// offline, and announces, every agent left without a live source.
-    pub(super) async fn remove_sources(&self, source: Option<&str>, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(classify::<DB>)?;
-        let mut qb = QueryBuilder::<DB>::new("DELETE FROM agent_presence WHERE expires_at <= ");
-        qb.push_bind(now.micros());
-        if let Some(source) = source {
-            qb.push(" OR source = ").push_bind(source);
-        }
-        qb.build().execute(&mut *tx).await.map_err(classify::<DB>)?;
-        let mut qb = QueryBuilder::<DB>::new("UPDATE agent_status SET online = 0, changed_at = ");
-        qb.push_bind(now.micros());
-        qb.push(" WHERE online = 1 AND NOT EXISTS (SELECT 1 FROM agent_presence p");
-        qb.push(" WHERE p.agent_id = agent_status.agent_id AND p.expires_at > ").push_bind(now.micros());
-        qb.push(") RETURNING agent_id");
-        let rows = qb.build().fetch_all(&mut *tx).await.map_err(classify::<DB>)?;
-        let gone = rows
-            .iter()
-            .map(|r| {
-                let id: i64 = r.try_get("agent_id").map_err(StoreError::Internal)?;
-                UserId::new(id).map_err(|_| StoreError::Internal(corrupt("agent_id")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let notices: Vec<Notice> = gone.iter().map(|a| Notice::Presence { a: *a, on: false }).collect();
-        self.commit_announcing(tx, &notices).await?;
-        Ok(gone)
-    }
+/// `SELECT pg_notify(channel, notice)`.
+fn notify_statement<DB: Dialect>(channel: &str, notice: &Notice) -> Result<QueryBuilder<DB>, StoreError> {
+    let payload = serde_json::to_string(notice).map_err(|e| StoreError::Internal(sqlx::Error::Encode(e.into())))?;
+    let mut qb = QueryBuilder::<DB>::new("SELECT pg_notify(");
+    qb.push_bind(channel).push(", ").push_bind(payload).push(")");
+    Ok(qb)
+}
+
+/// Explains a term search on a store opened for it, then closes the store.
+pub(super) async fn explain<DB: Dialect>(
+    store: SqlStore<DB>,
+    term: &SearchTerm,
+) -> anyhow::Result<super::TermSearchPlans> {
+    let plan = store.explain_term_search(term).await;
+    store.shutdown().await;
+    plan
 }

@@ -1,68 +1,56 @@
-//! The one error type of the request path, mapped to a status and envelope
-//! in exactly one place ([`crate::http::response`]).
+//! The one error type of the use cases: domain meanings only. Each transport
+//! maps it once (HTTP in `http::error`, streams in `realtime::conn`).
 
-use crate::domain::ids::SessionId;
+use crate::domain::ids::{SessionId, UserId};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 
 /// Per-field human-readable problems, as sent in `errors`.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
-/// Everything a request can fail with.
+/// Everything a use case can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// 400 `validation_error` with per-field messages.
+pub enum Error {
+    /// The input is invalid; per-field messages.
     #[error("validation failed")]
     Validation(FieldErrors),
-    /// 401: no usable bearer token.
+    /// No usable proof of identity (token or ticket).
     #[error("unauthorized")]
     Unauthorized,
-    /// 403: not allowed here.
+    /// Not allowed here.
     #[error("forbidden")]
     Forbidden,
-    /// 404: no such resource (or another tenant's).
+    /// No such resource (or another tenant's).
     #[error("not found")]
     NotFound,
-    /// 405 on a known path.
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// 413: body over the configured limit.
-    #[error("payload too large")]
-    PayloadTooLarge,
-    /// 415: a body that is not JSON.
-    #[error("unsupported media type")]
-    UnsupportedMediaType,
-    /// 400: the tenant already has this OPEN session.
+    /// The tenant already has this OPEN session.
     #[error("session already active")]
     SessionAlreadyActive(SessionId),
-    /// 400: the named agent is offline.
+    /// The named agent is offline.
     #[error("agent offline")]
     AgentOffline,
-    /// 409: another agent claimed the session first (it holds it now).
+    /// Another agent claimed the session first (it holds it now).
     #[error("session already assigned")]
-    AlreadyAssigned(Option<crate::domain::ids::UserId>),
-    /// 422: idempotency key reused with a different body.
+    AlreadyAssigned(Option<UserId>),
+    /// An idempotency key reused with a different body.
     #[error("idempotency key reused")]
     IdempotencyKeyReused,
-    /// 429: too many requests; retry after this many seconds.
-    #[error("rate limited")]
-    RateLimited(u64),
-    /// 503: storage unreachable or saturated; retryable.
+    /// Storage unreachable or saturated; retryable, nothing written.
     #[error("storage unavailable")]
     Unavailable(#[source] anyhow::Error),
-    /// 500: a bug or an unexpected failure; details go to the log only.
+    /// A bug or an unexpected failure; details go to the log only.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
 
-impl AppError {
-    /// A 400 with one message for one field.
+impl Error {
+    /// A validation error with one message for one field.
     pub fn field(field: &str, message: impl ToString) -> Self {
         Self::Validation(BTreeMap::from([(field.to_owned(), vec![message.to_string()])]))
     }
 }
 
-impl From<StoreError> for AppError {
+impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::SessionAlreadyActive(id) => Self::SessionAlreadyActive(id),
@@ -109,7 +97,7 @@ impl Problems {
     }
 
     /// `Err` with every recorded problem, if any.
-    pub fn finish(self) -> Result<(), AppError> {
-        if self.0.is_empty() { Ok(()) } else { Err(AppError::Validation(self.0)) }
+    pub fn finish(self) -> Result<(), Error> {
+        if self.0.is_empty() { Ok(()) } else { Err(Error::Validation(self.0)) }
     }
 }

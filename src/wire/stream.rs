@@ -3,10 +3,10 @@
 //! Documented in `docs/REALTIME.md`; the schemas here are served at
 //! `…/realtime.json`.
 
+use super::{ChatMessage, ChatSession};
 use crate::domain::event::{ReadMark, StoredEvent};
-use crate::http::model::{ChatMessage, ChatSession};
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 /// A message from the client (WebSocket only).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
@@ -246,60 +246,4 @@ pub mod close {
     pub const TOO_SLOW: u16 = 4008;
     /// The server failed.
     pub const INTERNAL: u16 = 1011;
-}
-
-#[derive(utoipa::OpenApi)]
-#[openapi(components(schemas(
-    ClientMessage,
-    ServerMessage,
-    EventName,
-    EventData,
-    TypingData,
-    PresenceData,
-    ReadData,
-    ChatMessage,
-    ChatSession
-)))]
-struct Schemas;
-
-/// The AsyncAPI 3.0 description of both stream endpoints, with the JSON
-/// Schemas generated from the types above.
-pub fn document() -> serde_json::Value {
-    let schemas = Schemas::openapi().components.map(|c| c.schemas).unwrap_or_default();
-    let schema_ref = |name: &str| serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
-    serde_json::json!({
-        "asyncapi": "3.0.0",
-        "info": {
-            "title": "livechat streams",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Real-time events of livechat. Get a ticket with POST /realtime/tickets (normal headers), \
-                then open the WebSocket or an SSE stream with ?ticket=. Every path exists under /api/livechat and \
-                /api/vendor/livechat. Close codes: 1001 server going away (reconnect and resume), 4001 token \
-                expired, 4002 idle, 4008 too slow (reconnect and resume from the last event id), 1011 internal error."
-        },
-        "channels": {
-            "websocket": {
-                "address": "/api/livechat/realtime/ws?ticket={ticket}",
-                "parameters": { "ticket": { "description": "single-use ticket from POST /realtime/tickets" } },
-                "messages": {
-                    "client": { "name": "ClientMessage", "contentType": "application/json", "payload": schema_ref("ClientMessage") },
-                    "server": { "name": "ServerMessage", "contentType": "application/json", "payload": schema_ref("ServerMessage") }
-                }
-            },
-            "session_events": {
-                "address": "/api/livechat/sessions/{id}/events?ticket={ticket}",
-                "description": "Server-Sent Events for one session: `event:` is the event name, `id:` is set for persisted events, `data:` is a ServerMessage. Resumes after the Last-Event-ID header (or ?last_event_id=).",
-                "parameters": { "id": { "description": "session id" }, "ticket": { "description": "single-use ticket" } },
-                "messages": {
-                    "server": { "name": "ServerMessage", "contentType": "application/json", "payload": schema_ref("ServerMessage") }
-                }
-            }
-        },
-        "operations": {
-            "send": { "action": "receive", "channel": { "$ref": "#/channels/websocket" }, "messages": [ { "$ref": "#/channels/websocket/messages/client" } ] },
-            "receive": { "action": "send", "channel": { "$ref": "#/channels/websocket" }, "messages": [ { "$ref": "#/channels/websocket/messages/server" } ] },
-            "stream": { "action": "send", "channel": { "$ref": "#/channels/session_events" }, "messages": [ { "$ref": "#/channels/session_events/messages/server" } ] }
-        },
-        "components": { "schemas": schemas }
-    })
 }

@@ -1,0 +1,71 @@
+//! Sending messages and paging through them (CONTRACT section 5).
+
+use super::{Error, Livechat, PageRequest, bad_cursor, detached, read_page};
+use crate::domain::access::Caller;
+use crate::domain::ids::{MessageId, SessionId};
+use crate::domain::message::{
+    Appended, Idempotency, IdempotencyKey, Message, MessageFilter, MessageText, NewMessage, body_fingerprint,
+};
+use crate::domain::page::{Page, Paged};
+use crate::domain::time::Timestamp;
+
+impl Paged for Message {
+    type Pos = i64;
+    fn pos(&self) -> i64 {
+        self.seq
+    }
+    fn cursor(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl Livechat {
+    /// Sends a message; returns it and whether it was a replay of an earlier send.
+    pub async fn send_message(
+        &self,
+        caller: &Caller,
+        session_id: SessionId,
+        raw_message: &str,
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Message, bool), Error> {
+        let text =
+            MessageText::parse(raw_message, self.limits().max_message_chars).map_err(|e| Error::field("message", e))?;
+        let new = NewMessage {
+            id: MessageId::generate(),
+            tenant_id: caller.tenant_id,
+            session_id,
+            sender_id: caller.user_id,
+            text,
+            idempotency: key.map(|key| Idempotency { key, fingerprint: body_fingerprint(raw_message) }),
+            now: Timestamp::now(),
+        };
+        let store = self.store().clone();
+        match detached(async move { store.append_message(&new).await }).await? {
+            Appended::Created(m) => Ok((m, false)),
+            Appended::Replayed(m) => Ok((m, true)),
+        }
+    }
+
+    /// A page of a session's messages, newest first.
+    pub async fn list_messages(
+        &self,
+        caller: &Caller,
+        session_id: SessionId,
+        filter: &MessageFilter,
+        page: PageRequest<MessageId>,
+    ) -> Result<Page<Message>, Error> {
+        let (store, tenant) = (self.store(), caller.tenant_id);
+        self.get_session(caller, session_id).await?;
+        let cursor = match page.cursor {
+            Some(id) => {
+                let seq = store.message_seq(tenant, session_id, id).await?.ok_or_else(bad_cursor)?;
+                Some((seq, id.to_string()))
+            }
+            None => None,
+        };
+        read_page(page.limit, page.direction, cursor, |scan, take| {
+            store.scan_messages(tenant, session_id, filter, scan, take)
+        })
+        .await
+    }
+}

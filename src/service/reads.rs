@@ -1,0 +1,28 @@
+//! Read marks ("seen").
+
+use super::{Error, Livechat, detached};
+use crate::domain::access::Caller;
+use crate::domain::event::{Notice, ReadMark};
+use crate::domain::ids::{MessageId, SessionId};
+use crate::domain::time::Timestamp;
+
+impl Livechat {
+    /// Moves the caller's read mark forward and tells the session's subscribers.
+    pub async fn mark_read(&self, caller: &Caller, id: SessionId, message: MessageId) -> Result<ReadMark, Error> {
+        self.get_session(caller, id).await?;
+        let now = Timestamp::now();
+        let store = self.store().clone();
+        let (tenant, user) = (caller.tenant_id, caller.user_id);
+        // The notice goes out with the write, even if the client leaves meanwhile.
+        detached(async move {
+            let (mark, moved) = store.mark_read(tenant, id, user, message, now).await?;
+            if moved {
+                if let Err(err) = store.publish(&Notice::Read(mark)).await {
+                    tracing::warn!(error = %err, "read notice not delivered");
+                }
+            }
+            Ok(mark)
+        })
+        .await
+    }
+}
