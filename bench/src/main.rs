@@ -267,9 +267,17 @@ async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<bool> {
             if let Ok(mut p) = current_pids.lock() {
                 *p = vec![syn.pid()];
             }
-            let r = synapse::run_cases(&syn, &settings, plan.page_messages, plan.deep_offset, &progress).await;
+            let mut r = synapse::run_cases(&syn, &settings, plan.page_messages, plan.deep_offset, &progress).await?;
             syn.stop().await;
-            r
+            if settings.wants("mixed") {
+                let syn = spec.start(&work.join("synapse-mixed")).await?;
+                if let Ok(mut p) = current_pids.lock() {
+                    *p = vec![syn.pid()];
+                }
+                r.push(synapse::run_mixed(&syn, &settings, &progress).await?);
+                syn.stop().await;
+            }
+            Ok::<_, anyhow::Error>(r)
         }
         .await;
         match outcome {
@@ -368,7 +376,7 @@ async fn run_target(
         if let Ok(mut p) = current_pids.lock() {
             *p = pids.clone();
         }
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             target,
             addrs: servers.iter().map(|s| s.addr).collect(),
             pids,
@@ -379,10 +387,25 @@ async fn run_target(
             pg: db.as_ref(),
             epoch,
         };
-        let mut results = Vec::new();
+        let mut results: Vec<CaseResult> = Vec::new();
         for name in cases::names(settings) {
             if !settings.wants(&name) {
                 continue;
+            }
+            if name == "mixed" && !results.is_empty() {
+                // The mixed workload's peak RSS must be its own, not what the
+                // idle and fan-out cases left behind: fresh processes, same data.
+                for s in servers.drain(..) {
+                    s.stop(Duration::from_secs(15)).await;
+                }
+                for n in 0..nodes {
+                    servers.push(spec.start(&url, &dir.join(format!("node{n}-mixed.log"))).await?);
+                }
+                ctx.addrs = servers.iter().map(|s| s.addr).collect();
+                ctx.pids = servers.iter().map(|s| s.pid).collect();
+                if let Ok(mut p) = current_pids.lock() {
+                    *p = ctx.pids.clone();
+                }
             }
             let mut r = cases::run(&ctx, &name).await;
             r.extra.insert("seeded_messages".into(), json!(seeded.total_messages));

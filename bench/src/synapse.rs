@@ -179,7 +179,9 @@ fn messages_req(token: &str, room: &str, from: Option<&str>, limit: u32) -> Req 
     bearer(Req::get(path), token)
 }
 
-/// Runs the comparable cases against a running Synapse.
+/// Runs the comparable cases against a running Synapse, all but the mixed
+/// workload, which [`run_mixed`] runs on a fresh process so that its peak
+/// RSS is its own.
 pub async fn run_cases(
     syn: &Synapse,
     settings: &Settings,
@@ -283,10 +285,14 @@ pub async fn run_cases(
             results.push(closed(name.into(), what, 64, make).await);
         }
     }
-    if settings.wants("mixed") {
-        results.push(mixed(syn, settings, &token, progress).await);
-    }
     Ok(results)
+}
+
+/// Runs the mixed workload on its own, fresh Synapse (see [`run_cases`]).
+pub async fn run_mixed(syn: &Synapse, settings: &Settings, progress: &Arc<Progress>) -> anyhow::Result<CaseResult> {
+    let mut setup = Conn::open(syn.addr).await?;
+    let token = Arc::new(syn.register(&mut setup, "bench_mixed").await.context("registering a user")?);
+    Ok(mixed(syn, settings, &token, progress).await)
 }
 
 /// Rooms the mixed workload spreads over (room creation is slow on Synapse,
