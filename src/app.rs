@@ -4,13 +4,16 @@
 use crate::auth::{AuthConfig, Verifier};
 use crate::domain::access::AccessPolicy;
 use crate::http::rate_limit::RateLimit;
-use crate::http::{AppState, router};
+use crate::http::server::{self, ConnectionLimits};
+use crate::http::{AppState, RouterOptions, router};
+use crate::metrics::Metrics;
 use crate::realtime::{self, Realtime, RealtimeSettings};
 use crate::service::{Limits, Livechat};
 use crate::store::{self, StoreConfig};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -36,6 +39,14 @@ pub struct Settings {
     pub rate_limit: (u32, u32),
     /// Drain time at shutdown.
     pub shutdown_timeout: Duration,
+    /// Header and idle timeouts, and the connection cap (0: from the descriptor limit).
+    pub connections: ConnectionLimits,
+    /// Serve the web UI at `/`.
+    pub ui: bool,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// Serve `/metrics` on this address instead of the main listener.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// A bound, ready-to-run server.
@@ -44,34 +55,78 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     stop_streams: watch::Sender<bool>,
-    max_body_bytes: usize,
+    router: RouterOptions,
+    /// `/metrics` on an address of its own, if configured.
+    metrics_listener: Option<TcpListener>,
     shutdown_timeout: Duration,
+    connections: ConnectionLimits,
 }
 
 impl Application {
     /// Connects storage (migrating if configured), loads keys and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let verifier = Verifier::new(&settings.auth)?;
-        let store = store::connect(&settings.store).await?;
+        let metrics = Arc::new(Metrics::new());
+        let metrics_listener = match settings.metrics_bind {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?)
+            }
+            None => None,
+        };
+        let store = store::connect(&settings.store, metrics.clone()).await?;
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr()?;
-        let chat = Livechat::new(store, settings.policy, settings.limits);
+        let chat = Livechat::new(store.clone(), settings.policy, settings.limits, metrics.clone());
         let (rt, stop_streams) = Realtime::new(chat.clone(), settings.realtime);
+        let (streams, subscriptions) = (rt.clone(), rt.clone());
+        let (pool, idle, breaker) = (store.clone(), store.clone(), store);
+        metrics.read_at_scrape(vec![
+            (
+                "streams_open",
+                "Open WebSocket and SSE streams on this node",
+                Box::new(move || gauge(streams.connections())),
+            ),
+            (
+                "stream_subscriptions",
+                "Session subscriptions of those streams",
+                Box::new(move || gauge(subscriptions.subscriptions())),
+            ),
+            ("db_connections", "Open database connections", Box::new(move || i64::from(pool.stats().connections))),
+            ("db_connections_idle", "Idle database connections", Box::new(move || gauge(idle.stats().idle))),
+            (
+                "storage_failing_fast",
+                "1 while the database is unreachable and requests fail fast",
+                Box::new(move || i64::from(breaker.stats().failing_fast)),
+            ),
+        ]);
         let rate_limit = RateLimit::new(settings.rate_limit.0, settings.rate_limit.1);
         Ok(Self {
             listener,
             addr,
             state: AppState::new(chat, verifier, rt, rate_limit),
             stop_streams,
-            max_body_bytes: settings.max_body_bytes,
+            router: RouterOptions {
+                max_body_bytes: settings.max_body_bytes,
+                body_timeout: settings.connections.header_timeout,
+                ui: settings.ui,
+                cors_origins: settings.cors_origins,
+                metrics: settings.metrics_bind.is_none(),
+            },
+            metrics_listener,
             shutdown_timeout: settings.shutdown_timeout,
+            connections: connection_limits(settings.connections, settings.store.max_connections),
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `/metrics` is served on, when it has one of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves. Then streams are closed with
@@ -82,21 +137,33 @@ impl Application {
         let state = self.state.clone();
         let mut background = realtime::start(state.realtime());
         background.push(tokio::spawn(prune_rate_limits(state.clone())));
-        let app = router(self.state, self.max_body_bytes);
+        if let Some(listener) = self.metrics_listener {
+            let app = crate::http::metrics::router(state.chat().metrics().clone());
+            let stop = state.realtime().clone();
+            background.push(tokio::spawn(async move {
+                let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.stopping().await });
+                if let Err(err) = served.await {
+                    tracing::warn!(error = %err, "metrics listener failed");
+                }
+            }));
+        }
+        let app = router(self.state, &self.router);
         let stop_streams = self.stop_streams;
         let mut stopped = stop_streams.subscribe();
         // One deadline for the whole drain, counted from the signal.
         let signalled = std::sync::Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
         let mark = signalled.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing streams, finishing in-flight requests");
-            let _ = mark.set(tokio::time::Instant::now());
-            let _ = stop_streams.send(true);
-        });
+        let streams = state.clone();
+        let server =
+            server::serve(self.listener, app, self.connections, move || streams.realtime().connections(), async move {
+                shutdown.await;
+                tracing::info!("shutting down: closing streams, finishing in-flight requests");
+                let _ = mark.set(tokio::time::Instant::now());
+                let _ = stop_streams.send(true);
+            });
         let drain = self.shutdown_timeout;
         let result = tokio::select! {
-            r = server => r.context("server failed"),
+            () = server => Ok(()),
             () = async move {
                 let _ = stopped.wait_for(|s: &bool| *s).await;
                 tokio::time::sleep(drain).await;
@@ -131,12 +198,39 @@ impl Application {
     }
 }
 
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The connection limits to run with: a cap of 0 means "as many as the
+/// descriptor limit allows", keeping some back for the database, logs and files.
+fn connection_limits(mut limits: ConnectionLimits, db_connections: u32) -> ConnectionLimits {
+    let descriptors = server::raise_descriptor_limit();
+    let reserve = 64 + 2 * u64::from(db_connections);
+    let most = usize::try_from(descriptors.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX);
+    if limits.max_connections == 0 || limits.max_connections > most {
+        if limits.max_connections > most {
+            tracing::warn!(
+                asked = limits.max_connections,
+                most,
+                descriptors,
+                "connection cap lowered to fit the descriptor limit"
+            );
+        }
+        limits.max_connections = most;
+    }
+    limits
+}
+
 /// Forgets idle users' rate-limit state every minute, until shutdown.
 async fn prune_rate_limits(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = tick.tick() => state.rate_limit().prune(),
+            _ = tick.tick() => {
+                state.rate_limit().prune();
+                state.chat().quotas().prune();
+            }
             () = state.realtime().stopping() => return,
         }
     }

@@ -157,10 +157,18 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             max_message_chars: usize::try_from(args.max_message_chars).context("--max-message-chars is too large")?,
             presence_ttl: args.presence_ttl,
             ticket_ttl: args.ticket_ttl,
+            request_timeout: args.request_timeout,
+            quotas: crate::service::QuotaSettings::parse(&args.quotas)
+                .map_err(|e| anyhow::anyhow!("--quotas / LIVECHAT_QUOTAS: {e}"))?,
         },
         realtime: args.realtime()?,
         rate_limit: (args.rate_limit_per_minute, args.rate_limit_burst),
         shutdown_timeout: args.shutdown_timeout,
+        connections: args.connections()?,
+        ui: args.ui || args.dev,
+        metrics_bind: args.metrics_bind,
+        cors_origins: crate::http::parse_origins(&args.cors_origins)
+            .map_err(|e| anyhow::anyhow!("--cors-origins / LIVECHAT_CORS_ORIGINS: {e}"))?,
     };
     let backend = settings.store.url.backend();
     let app = Application::build(settings).await?;
@@ -184,9 +192,13 @@ fn print_dev_banner(secret: &Secret, addr: std::net::SocketAddr, jwt: &JwtArgs) 
         jwt,
     )?;
     let base = format!("http://{addr}/api/livechat");
+    // The token rides in the fragment, which browsers never send to the server or in a Referer.
     println!(
         "\nlivechat is running in development mode on http://{addr}\n\
          (fresh signing secret for this run: LIVECHAT_JWT_SECRET={secret})\n\n\
+         Web UI, open each link in its own window:\n  \
+         agent console (user 1):  http://{addr}/#token={agent}\n  \
+         tenant widget (user 100): http://{addr}/#token={user}\n\n\
          Demo support agent (user 1, every tenant):\n  export AGENT_TOKEN={agent}\n\n\
          Demo tenant user (user 100, koperasi_admin of tenant 1):\n  export USER_TOKEN={user}\n\n\
          Open a session as the tenant user:\n  \

@@ -166,6 +166,9 @@ pub struct ServeArgs {
     /// Development mode: 127.0.0.1, a fresh signing secret and printed demo tokens.
     #[arg(long, env = "LIVECHAT_DEV")]
     pub dev: bool,
+    /// Serve the web UI (agent console and tenant widget) at `/`; on with `--dev`.
+    #[arg(long, env = "LIVECHAT_UI")]
+    pub ui: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -179,6 +182,29 @@ pub struct ServeArgs {
     /// Longest accepted message, in characters.
     #[arg(long, env = "LIVECHAT_MAX_MESSAGE_CHARS", default_value_t = DEFAULT_MAX_MESSAGE_CHARS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_message_chars: u64,
+    /// Every request is answered within this; a write whose commit cannot be
+    /// confirmed in time is answered 504 `outcome_unknown` with its id.
+    #[arg(long, env = "LIVECHAT_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// Browser origins allowed to call the API, comma-separated exact
+    /// origins (`https://app.example,http://localhost:5173`); empty: CORS off.
+    #[arg(long, env = "LIVECHAT_CORS_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub cors_origins: Vec<String>,
+    /// Serve `GET /metrics` on this address:port instead of the main listener.
+    #[arg(long, env = "LIVECHAT_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// A request head (and then its body) must arrive within this; a connection
+    /// that sends half a head is closed, a slow body is answered 408.
+    #[arg(long, env = "LIVECHAT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[arg(long, env = "LIVECHAT_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Open connections (streams included) above which new ones get 503 and
+    /// are closed; 0: as many as the open-file limit allows (raised to its
+    /// hard limit at start-up).
+    #[arg(long, env = "LIVECHAT_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "LIVECHAT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
@@ -209,12 +235,28 @@ pub struct ServeArgs {
     /// Requests a user may make at once before the per-minute rate applies.
     #[arg(long, env = "LIVECHAT_RATE_LIMIT_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_burst: u32,
+    /// Per-minute allowances per user / per tenant of sending, opening
+    /// sessions, stream tickets and typing (`off` disables them).
+    #[arg(long, env = "LIVECHAT_QUOTAS", default_value = "send=60/600,open=10/60,ticket=30/600,typing=120/1200")]
+    pub quotas: String,
     /// Skip migrations at start-up (run `livechat migrate` instead).
     #[arg(long, env = "LIVECHAT_NO_MIGRATE")]
     pub no_migrate: bool,
 }
 
 impl ServeArgs {
+    /// Connection limits, checked.
+    pub fn connections(&self) -> anyhow::Result<crate::http::server::ConnectionLimits> {
+        if self.header_timeout.is_zero() || self.idle_timeout.is_zero() || self.request_timeout.is_zero() {
+            bail!("--header-timeout, --idle-timeout and --request-timeout must be greater than zero");
+        }
+        Ok(crate::http::server::ConnectionLimits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        })
+    }
+
     /// Stream tunables, checked for consistency.
     pub fn realtime(&self) -> anyhow::Result<crate::realtime::RealtimeSettings> {
         for (name, value) in [

@@ -13,18 +13,20 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-/// Buffers the body, or answers 413 / 400 with `Connection: close`.
-pub async fn buffer(max_bytes: usize, req: Request, next: Next) -> Response {
+/// Buffers the body (which must arrive within `timeout`), or answers 413 /
+/// 408 / 400 with `Connection: close`.
+pub async fn buffer(max_bytes: usize, timeout: std::time::Duration, req: Request, next: Next) -> Response {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_bytes as u64) {
         return closing(ApiError::PayloadTooLarge);
     }
     let (parts, body) = req.into_parts();
-    match Limited::new(body, max_bytes).collect().await {
-        Ok(collected) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
-        Err(err) if err.is::<LengthLimitError>() => closing(ApiError::PayloadTooLarge),
-        Err(_) => closing(ApiError::field("body", "could not read the request body")),
+    match tokio::time::timeout(timeout, Limited::new(body, max_bytes).collect()).await {
+        Ok(Ok(collected)) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
+        Ok(Err(err)) if err.is::<LengthLimitError>() => closing(ApiError::PayloadTooLarge),
+        Ok(Err(_)) => closing(ApiError::field("body", "could not read the request body")),
+        Err(_) => closing(ApiError::RequestTimeout),
     }
 }
 

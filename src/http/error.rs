@@ -24,9 +24,12 @@ pub enum ApiError {
     /// 415: a body that is not JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    /// 429: too many requests; retry after this many seconds.
-    #[error("rate limited")]
-    RateLimited(u64),
+    /// 503: the server is at its connection cap.
+    #[error("server busy")]
+    Busy,
+    /// 408: the request's body did not arrive in time.
+    #[error("request timeout")]
+    RequestTimeout,
 }
 
 impl ApiError {
@@ -47,13 +50,17 @@ impl ApiError {
                 Error::AgentOffline => (StatusCode::BAD_REQUEST, "agent_offline"),
                 Error::AlreadyAssigned(_) => (StatusCode::CONFLICT, "session_already_assigned"),
                 Error::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+                Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
                 Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+                // Not a 503: retrying blindly could store it twice.
+                Error::OutcomeUnknown(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
                 Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             },
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
         }
     }
 
@@ -64,6 +71,7 @@ impl ApiError {
             Self::Service(Error::Validation(fields)) => Some(fields.clone()),
             Self::Service(Error::SessionAlreadyActive(id)) => one("session_id", id.to_string()),
             Self::Service(Error::AgentOffline) => one("agent_id", "agent is offline".to_owned()),
+            Self::Service(Error::OutcomeUnknown(subject)) => one(subject.field, subject.id.clone()),
             Self::Service(Error::IdempotencyKeyReused) => {
                 one("Idempotency-Key", "was already used with a different body".to_owned())
             }
@@ -78,6 +86,9 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Service(Error::Internal(cause)) => tracing::error!(error = ?cause, "request failed"),
             Self::Service(Error::Unavailable(cause)) => tracing::warn!(error = %cause, "storage unavailable"),
+            Self::Service(Error::OutcomeUnknown(subject)) => {
+                tracing::error!(field = subject.field, id = %subject.id, "commit outcome unknown at the deadline");
+            }
             _ => {}
         }
         let body = ErrorResponse {
@@ -90,15 +101,18 @@ impl IntoResponse for ApiError {
         let mut res = json_response(status, &body);
         let headers = res.headers_mut();
         match self {
-            Self::RateLimited(secs) => {
-                if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+            Self::Service(Error::RateLimited { retry_after, quota }) => {
+                if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
                     headers.insert(header::RETRY_AFTER, value);
+                }
+                if let Some(quota) = quota {
+                    super::rate_limit::quota_headers(headers, &quota);
                 }
             }
             Self::Service(Error::Unauthorized) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Service(Error::Unavailable(_)) => {
+            Self::Service(Error::Unavailable(_)) | Self::Busy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

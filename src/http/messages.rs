@@ -8,8 +8,8 @@ use super::response::Success;
 use crate::domain::ids::{MessageId, UserId};
 use crate::domain::message::{IdempotencyKey, MessageFilter, SearchTerm};
 use crate::domain::time::Timestamp;
-use crate::service::PageRequest;
 use crate::service::Problems;
+use crate::service::{Action, PageRequest};
 use crate::wire::ChatMessage;
 use axum::Router;
 use axum::extract::State;
@@ -49,8 +49,9 @@ pub async fn send_message(
         .map(|k| k.ok_or_else(|| ApiError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)))
         .transpose()?;
     let body = body.ok_or_else(|| ApiError::field("message", "is required"))?;
+    let quota = state.chat().quotas().check(Action::Send, &caller)?;
     let (message, replayed) = state.chat().send_message(&caller, session, &body.message, key).await?;
-    let res = Success::created("message sent", ChatMessage::from(message));
+    let res = Success::created("message sent", ChatMessage::from(message)).quota(quota);
     Ok(if replayed { res.header(axum::http::HeaderName::from_static("idempotent-replayed"), "true") } else { res })
 }
 

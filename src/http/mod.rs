@@ -5,17 +5,22 @@
 
 mod agents;
 mod body;
+mod deadline;
 pub mod error;
 pub mod extract;
+mod headers;
 mod health;
 mod messages;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod rate_limit;
 mod request_id;
 pub mod response;
+pub mod server;
 mod sessions;
 mod streams;
+pub mod ui;
 
 use crate::auth::Verifier;
 use crate::realtime::Realtime;
@@ -78,18 +83,48 @@ fn api() -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
+/// How the router is put together.
+#[derive(Debug, Clone, Default)]
+pub struct RouterOptions {
+    /// Larger bodies are refused (413).
+    pub max_body_bytes: usize,
+    /// A body must arrive within this (408).
+    pub body_timeout: std::time::Duration,
+    /// Serve the web UI at `/`.
+    pub ui: bool,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// Serve `/metrics` on this router (rather than on an address of its own).
+    pub metrics: bool,
+}
+
+pub use headers::parse_origins;
+
 /// The whole application router.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, options: &RouterOptions) -> Router {
+    let request_timeout = state.chat().limits().request_timeout;
+    let (max_body_bytes, body_timeout) = (options.max_body_bytes, options.body_timeout);
     let api = api();
     let mut app = Router::new().merge(health::router());
     for prefix in PREFIXES {
         app = app.nest(prefix, api.clone());
     }
+    if options.ui {
+        app = app.merge(ui::router());
+    }
+    if options.metrics {
+        app = app.merge(metrics::router(state.chat().metrics().clone()));
+    }
+    let counted = state.chat().metrics().clone();
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| deadline::limit(request_timeout, req, next)))
+        .route_layer(axum::middleware::from_fn_with_state(counted, metrics::record))
+        .layer(axum::middleware::from_fn(move |req, next| body::buffer(max_body_bytes, body_timeout, req, next)))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(request_id::scope))
+        .layer(axum::middleware::map_response(headers::security))
+        .layer(headers::cors(&options.cors_origins))
         .with_state(state)
 }
 

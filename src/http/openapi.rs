@@ -38,6 +38,10 @@ impl Modify for Bearer {
 /// Statuses any authenticated route can answer with, added to each of them.
 struct EveryRoute;
 
+/// The operations whose writes may end `outcome_unknown` (504).
+const SETTLED_WRITES: [&str; 6] =
+    ["create_session", "close_session", "claim_session", "transfer_session", "send_message", "mark_read"];
+
 impl Modify for EveryRoute {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -55,10 +59,22 @@ impl Modify for EveryRoute {
             for op in operations.into_iter().flatten() {
                 let responses = &mut op.responses.responses;
                 responses.entry("429".to_owned()).or_insert_with(|| {
-                    error("`rate_limited`: too many requests from this user; see `Retry-After`").into()
+                    error("`rate_limited`: too many requests from this user, or over a quota of the user or tenant (sending, opening sessions, tickets); see `Retry-After`, `RateLimit` and `RateLimit-Policy`").into()
                 });
                 responses.entry("503".to_owned()).or_insert_with(|| {
                     error("`storage_unavailable`: retry later (`Retry-After`); nothing was written").into()
+                });
+            }
+            // Writes that settle their commit within the request's deadline (`service::write`).
+            let writes = [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten();
+            for op in writes.filter(|op| op.operation_id.as_deref().is_some_and(|id| SETTLED_WRITES.contains(&id))) {
+                op.responses.responses.entry("504".to_owned()).or_insert_with(|| {
+                    error(
+                        "`outcome_unknown`: the write's commit could not be confirmed before the deadline; it may or \
+                         may not be stored. `errors` names its id (`message_id` or `session_id`): look for it before \
+                         writing again, or repeat a send with the same `Idempotency-Key`",
+                    )
+                    .into()
                 });
             }
         }

@@ -1,10 +1,13 @@
-//! Per-user request rate limit (429 `rate_limited` with `Retry-After`).
+//! Per-user request rate limit (429 `rate_limited` with `Retry-After`), and
+//! the `RateLimit` / `RateLimit-Policy` headers of the action quotas
+//! (`service::quota`).
 //!
 //! Counted per node: behind a balancer with N nodes a user may reach up to
 //! N times the rate, which is enough to stop a runaway client.
 
-use super::error::ApiError;
 use crate::domain::ids::UserId;
+use crate::service::{Error, QuotaState, WINDOW_SECS};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
@@ -30,13 +33,13 @@ impl RateLimit {
     }
 
     /// Counts one request of `user`, or says how long to wait.
-    pub fn check(&self, user: UserId) -> Result<(), ApiError> {
+    pub fn check(&self, user: UserId) -> Result<(), Error> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
         limiter.check_key(&user).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
-            ApiError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            Error::RateLimited { retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0), quota: None }
         })
     }
 
@@ -44,6 +47,18 @@ impl RateLimit {
     pub fn prune(&self) {
         if let Some(limiter) = &self.limiter {
             limiter.retain_recent();
+        }
+    }
+}
+
+/// Sets `RateLimit-Policy` and `RateLimit` (the structured-field form of
+/// the IETF draft) for the quota a caller is closest to exhausting.
+pub fn quota_headers(headers: &mut HeaderMap, state: &QuotaState) {
+    let policy = format!("\"{}\";q={};w={WINDOW_SECS}", state.policy, state.limit);
+    let current = format!("\"{}\";r={};t={}", state.policy, state.remaining, state.reset_secs);
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
         }
     }
 }
@@ -60,7 +75,7 @@ mod tests {
             assert!(limit.check(a).is_ok());
         }
         match limit.check(a) {
-            Err(ApiError::RateLimited(secs)) => assert!((1..=2).contains(&secs), "{secs}"),
+            Err(Error::RateLimited { retry_after, .. }) => assert!((1..=2).contains(&retry_after), "{retry_after}"),
             other => panic!("expected a limit, got {other:?}"),
         }
         assert!(limit.check(b).is_ok(), "other users are unaffected");

@@ -68,6 +68,16 @@ impl<T: Serialize> Success<T> {
         self.headers.push((name, HeaderValue::from_static(value)));
         self
     }
+
+    /// Adds the `RateLimit` headers of a quota the request counted against.
+    pub fn quota(mut self, state: Option<crate::service::QuotaState>) -> Self {
+        if let Some(state) = state {
+            let mut headers = axum::http::HeaderMap::new();
+            super::rate_limit::quota_headers(&mut headers, &state);
+            self.headers.extend(headers.into_iter().filter_map(|(name, value)| Some((name?, value))));
+        }
+        self
+    }
 }
 
 impl<T: Serialize> IntoResponse for Success<T> {

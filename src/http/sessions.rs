@@ -7,8 +7,8 @@ use super::model::{ApiResponse, ErrorResponse, Pagination, StartSessionRequest};
 use super::response::Success;
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::session::{SessionFilter, SessionStatus};
-use crate::service::PageRequest;
 use crate::service::Problems;
+use crate::service::{Action, PageRequest};
 use crate::wire::ChatSession;
 use axum::Router;
 use axum::extract::State;
@@ -45,8 +45,9 @@ pub async fn create_session(
         .agent_id
         .map(|a| UserId::new(a).map_err(|e| ApiError::field("agent_id", e)))
         .transpose()?;
+    let quota = state.chat().quotas().check(Action::Open, &caller)?;
     let session = state.chat().open_session(&caller, agent_id).await?;
-    Ok(Success::created("session opened", session.into()))
+    Ok(Success::created("session opened", session.into()).quota(quota))
 }
 
 /// Query of `GET /sessions`.

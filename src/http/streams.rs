@@ -9,7 +9,7 @@ use super::extract::{AuthedIdentity, Query, SessionPath};
 use super::model::ErrorResponse;
 use super::response::Success;
 use crate::realtime::{Connection, Inbound, Outbound, Peer, Transport};
-use crate::wire::stream::{ClientMessage, ServerMessage};
+use crate::wire::stream::ClientMessage;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -22,6 +22,11 @@ use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use tracing::Instrument;
 use utoipa::ToSchema;
+
+/// Read buffer of a WebSocket connection.
+const WS_READ_BUFFER: usize = 4 * 1024;
+/// Largest client message accepted (the protocol's messages are a few hundred bytes).
+const WS_MAX_MESSAGE: usize = 64 * 1024;
 
 /// The stream routes, relative to a prefix.
 pub fn router() -> Router<AppState> {
@@ -54,11 +59,10 @@ pub async fn create_ticket(
     AuthedIdentity { caller, identity }: AuthedIdentity,
 ) -> Result<Success<StreamTicket>, ApiError> {
     let caller = caller.ok_or_else(|| ApiError::field("X-Tenant-ID", "is required"))?;
+    let quota = state.chat().quotas().check(crate::service::Action::Ticket, &caller)?;
     let issued = state.chat().issue_ticket(&caller, &identity).await?;
-    Ok(Success::created(
-        "ticket issued",
-        StreamTicket { ticket: issued.ticket, expires_at: issued.expires_at.to_rfc3339() },
-    ))
+    let ticket = StreamTicket { ticket: issued.ticket, expires_at: issued.expires_at.to_rfc3339() };
+    Ok(Success::created("ticket issued", ticket).quota(quota))
 }
 
 /// Query of the stream endpoints.
@@ -85,6 +89,13 @@ pub async fn open_websocket(
     let peer = redeem(&state, &query).await?;
     // Admitted before the handshake completes: an agent is online once its client sees the stream open.
     let conn = state.realtime().open(peer).await;
+    // Small buffers: an idle stream should cost a few KiB, not the library's
+    // 128 KiB read buffer; client frames are small JSON messages.
+    let upgrade = upgrade
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(WS_MAX_MESSAGE)
+        .max_frame_size(WS_MAX_MESSAGE);
     Ok(upgrade.on_upgrade(move |socket| serve_socket(conn, socket)).into_response())
 }
 
@@ -105,19 +116,13 @@ async fn serve_socket(conn: Connection, socket: WebSocket) {
         });
     let outbound = sink.with(|out: Outbound| {
         future::ready(Ok::<_, axum::Error>(match out {
-            Outbound::Frame(frame) => Message::Text(frame_json(&frame).into()),
+            // Serialized once by the engine, shared by every stream; text by construction.
+            Outbound::Frame(frame) => Message::Text(frame.json.try_into().unwrap_or_default()),
             Outbound::Ping => Message::Ping(Default::default()),
             Outbound::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
         }))
     });
     conn.serve(Transport::WebSocket, Box::pin(inbound), Box::pin(outbound)).await;
-}
-
-fn frame_json(frame: &ServerMessage) -> String {
-    serde_json::to_string(frame).unwrap_or_else(|err| {
-        tracing::error!(error = %err, "stream frame serialisation failed");
-        r#"{"type":"error","code":"internal_error","message":"internal error"}"#.to_owned()
-    })
 }
 
 /// Server-Sent Events for one session, resuming after `Last-Event-ID`.
@@ -144,10 +149,9 @@ pub async fn open_event_stream(
     let events = rx.map(|out| {
         Ok::<_, Infallible>(match out {
             Outbound::Frame(frame) => {
-                let (name, id) = frame.sse_fields();
-                let event = Event::default().event(name).data(frame_json(&frame));
-                match id {
-                    Some(id) => event.id(id),
+                let event = Event::default().event(frame.event).data(frame.text());
+                match &frame.id {
+                    Some(id) => event.id(id.as_ref()),
                     None => event,
                 }
             }
@@ -170,7 +174,7 @@ pub async fn describe() -> impl IntoResponse {
 #[derive(utoipa::OpenApi)]
 #[openapi(components(schemas(
     ClientMessage,
-    ServerMessage,
+    crate::wire::stream::ServerMessage,
     crate::wire::stream::EventName,
     crate::wire::stream::EventData,
     crate::wire::stream::TypingData,

@@ -5,7 +5,7 @@
 //! generic over a `Stream` of client input and a `Sink` of output.
 
 use super::Realtime;
-use super::hub::{Backlog, ConnId, Pending};
+use super::hub::{Backlog, CachedEvent, ConnId, Delivery, Key, Pending};
 use crate::domain::access::{AgentScope, Identity};
 use crate::domain::event::{Notice, StoredEvent};
 use crate::domain::ids::{SessionId, TenantId, UserId};
@@ -15,6 +15,7 @@ use crate::service::{Error, Subscription};
 use crate::wire::stream::{
     ClientMessage, EventData, EventName, PresenceData, ReadData, ServerMessage, TypingData, close,
 };
+use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,11 +37,40 @@ pub enum Inbound {
     Alive,
 }
 
+/// A server message, serialized once and shared by every stream that sends it.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The JSON text (valid UTF-8).
+    pub json: Bytes,
+    /// The SSE `event:` name.
+    pub event: &'static str,
+    /// The SSE `id:` (persisted events only).
+    pub id: Option<Arc<str>>,
+}
+
+impl Frame {
+    /// Serializes a message.
+    pub fn new(msg: &ServerMessage) -> Self {
+        let (event, id) = msg.sse_fields();
+        let json = serde_json::to_vec(msg).unwrap_or_else(|err| {
+            tracing::error!(error = %err, "stream frame serialisation failed");
+            br#"{"type":"error","code":"internal_error","message":"internal error"}"#.to_vec()
+        });
+        Self { json: Bytes::from(json), event, id: id.map(Arc::from) }
+    }
+
+    /// The JSON as text.
+    pub fn text(&self) -> &str {
+        // Built from serde_json output only, which is UTF-8.
+        std::str::from_utf8(&self.json).unwrap_or_default()
+    }
+}
+
 /// What goes to the client.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A protocol message (boxed: frames are large, pings and closes small).
-    Frame(Box<ServerMessage>),
+    /// A protocol message.
+    Frame(Frame),
     /// A keep-alive.
     Ping,
     /// End the stream with this code and reason.
@@ -124,6 +154,17 @@ fn error_frame(err: Error, session: Option<SessionId>) -> ServerMessage {
         Error::Unavailable(cause) => {
             tracing::warn!(error = %cause, "stream: storage unavailable");
             ServerMessage::error("storage_unavailable", "storage unavailable; retry", session_id)
+        }
+        Error::RateLimited { retry_after, .. } => {
+            ServerMessage::error("rate_limited", format!("too many requests; retry in {retry_after} s"), session_id)
+        }
+        Error::OutcomeUnknown(subject) => {
+            tracing::error!(field = subject.field, id = %subject.id, "stream: commit outcome unknown");
+            ServerMessage::error(
+                "outcome_unknown",
+                format!("{} {} may or may not be stored", subject.field, subject.id),
+                session_id,
+            )
         }
         other => {
             tracing::error!(error = ?other, "stream request failed");
@@ -213,6 +254,7 @@ where
                 () = super::stopped(&mut shutdown) => return Err(End::Close(close::GOING_AWAY, "server shutting down")),
                 () = &mut token_expiry => return Err(End::Close(close::TOKEN_EXPIRED, "token expired")),
                 () = inlet.lagged.wait() => {
+                    rt.chat.metrics().streams_lagged.inc();
                     let frame = ServerMessage::error("lagged", "too far behind; reconnect and resume from the last event id", None);
                     actor.send(frame).await?;
                     return Err(End::Close(close::TOO_SLOW, "too slow"));
@@ -229,8 +271,9 @@ where
                     Some(Inbound::Alive) => last_alive = Instant::now(),
                     None => return Err(End::Gone),
                 },
-                notice = inlet.notices.recv() => match notice {
-                    Some(notice) => actor.on_notice(notice).await?,
+                delivery = inlet.notices.recv() => match delivery {
+                    Some(Delivery::Notice(notice)) => actor.on_notice(notice).await?,
+                    Some(Delivery::Inbox(key, event)) => actor.on_inbox(key, event).await?,
                     None => return Err(End::Gone),
                 },
                 _ = heartbeat.tick() => {
@@ -259,7 +302,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     }
 
     async fn send(&mut self, frame: ServerMessage) -> Result<(), End> {
-        self.emit(Outbound::Frame(Box::new(frame))).await
+        self.emit(Outbound::Frame(Frame::new(&frame))).await
     }
 
     async fn fail(&mut self, err: Error, session: Option<SessionId>) -> Result<(), End> {
@@ -322,6 +365,10 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 }
                 sub.last_typing = Some(Instant::now());
                 let caller = sub.caller;
+                // Over the typing quota: dropped like the extras above (typing is ephemeral).
+                if self.rt.chat.quotas().check(crate::service::Action::Typing, &caller).is_err() {
+                    return Ok(());
+                }
                 match self.rt.chat.typing(&caller, s).await {
                     Ok(()) => Ok(()),
                     Err(err) => self.fail(err, Some(s)).await,
@@ -335,7 +382,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     /// is either replayed here or announced by a notice and delivered after
     /// the replay, deduplicated by sequence.
     async fn start(&mut self, t: TenantId, s: SessionId, start: Subscription) -> Result<(), End> {
-        self.rt.hub.subscribe(self.id, t, s);
+        self.rt.hub.subscribe(self.id, (t, s), start.after);
         self.ended.remove(&(t, s));
         let sub = Sub { last_seq: start.after, agent_id: start.agent_id, caller: start.caller, last_typing: None };
         self.subs.insert((t, s), sub);
@@ -349,7 +396,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     }
 
     async fn end_sub(&mut self, t: TenantId, s: SessionId, reason: &'static str) -> Result<(), End> {
-        self.rt.hub.unsubscribe(self.id, t, s);
+        self.rt.hub.unsubscribe(self.id, (t, s));
         if let Some(sub) = self.subs.remove(&(t, s)) {
             self.ended.insert((t, s), sub.last_seq);
             self.send(ServerMessage::Unsubscribed { session_id: s.to_string(), tenant_id: t.get(), reason }).await?;
@@ -367,6 +414,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
             if *self.rt.shutdown.borrow() {
                 return Ok(());
             }
+            self.rt.chat.metrics().stream_reads.inc();
             let events = match self.rt.chat.replay(&caller, s, after, REPLAY_PAGE).await {
                 Ok(events) => events,
                 Err(err) => {
@@ -407,14 +455,6 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
 
     async fn on_notice(&mut self, notice: Notice) -> Result<(), End> {
         match notice {
-            Notice::Committed { tenant: t, session: s, seq, session_change } => {
-                let repeated = self.ended.get(&(t, s)).is_some_and(|&seen| seq <= seen);
-                let in_scope = self.scope.as_ref().is_some_and(|sc| sc.covers(t));
-                if session_change && self.inbox && in_scope && !repeated && !self.subs.contains_key(&(t, s)) {
-                    self.inbox_event(t, s, seq).await?;
-                }
-                Ok(())
-            }
             Notice::Typing { tenant: t, session: s, user } => {
                 if user == self.peer.identity.user_id || !self.subs.contains_key(&(t, s)) {
                     return Ok(());
@@ -441,27 +481,28 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 })
                 .await
             }
-            // Presence and resynchronisation go through `Pending`; nothing queued carries them.
-            Notice::Presence { .. } | Notice::Resync => Ok(()),
+            // Committed events, presence and resynchronisation go through
+            // `Pending` or the inbox; nothing queued carries them.
+            Notice::Committed { .. } | Notice::Presence { .. } | Notice::Resync => Ok(()),
         }
     }
 
     /// Reads and sends what committed in subscribed sessions since their
     /// positions, then presence changes that concern this connection.
     async fn on_backlog(&mut self, backlog: Backlog) -> Result<(), End> {
-        let keys: Vec<(TenantId, SessionId)> = if backlog.resync {
-            self.subs.keys().copied().collect()
+        let keys: Vec<(Key, i64)> = if backlog.resync {
+            self.subs.keys().map(|k| (*k, i64::MAX)).collect()
         } else {
             let subs = &self.subs;
-            backlog
-                .dirty
-                .into_iter()
-                .filter(|(key, q)| subs.get(key).is_some_and(|sub| *q > sub.last_seq))
-                .map(|(k, _)| k)
-                .collect()
+            backlog.dirty.into_iter().filter(|(key, q)| subs.get(key).is_some_and(|sub| *q > sub.last_seq)).collect()
         };
-        for (t, s) in keys {
-            self.catch_up(t, s).await?;
+        for (key, through) in keys {
+            if through == i64::MAX || !self.send_cached(key, through).await? {
+                self.catch_up(key.0, key.1).await?;
+            }
+        }
+        if let Some(since) = backlog.since {
+            self.rt.chat.metrics().fanout_lag.observe(since.elapsed().as_secs_f64());
         }
         for (a, on) in backlog.presence {
             let concerned = self.inbox || self.subs.values().any(|sub| sub.agent_id == Some(a));
@@ -482,11 +523,38 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     }
 
     /// A session change seen from the inbox (no subscription, no replay).
-    async fn inbox_event(&mut self, t: TenantId, s: SessionId, seq: i64) -> Result<(), End> {
-        match self.rt.chat.session_change(t, s, seq).await {
-            Ok(Some(event)) => self.send(ServerMessage::stored(event)).await,
-            Ok(None) => Ok(()),
-            Err(err) => self.fail(err, Some(s)).await,
+    async fn on_inbox(&mut self, key: Key, event: Arc<CachedEvent>) -> Result<(), End> {
+        let repeated = self.ended.get(&key).is_some_and(|&seen| event.seq <= seen);
+        let in_scope = self.scope.as_ref().is_some_and(|sc| sc.covers(key.0));
+        if self.inbox && in_scope && !repeated && !self.subs.contains_key(&key) {
+            self.emit(Outbound::Frame(event.frame.clone())).await?;
         }
+        Ok(())
+    }
+
+    /// Sends a subscribed session's events from the node's cache, when it
+    /// holds every one after the subscription's position up to `through`;
+    /// `false` when storage must be read instead.
+    async fn send_cached(&mut self, key: Key, through: i64) -> Result<bool, End> {
+        let Some(after) = self.subs.get(&key).map(|sub| sub.last_seq) else {
+            return Ok(true);
+        };
+        let events = match self.rt.hub.events_after(key, after) {
+            Ok(events) if events.last().map_or(after, |e| e.seq) >= through => events,
+            _ => return Ok(false),
+        };
+        for event in events {
+            self.emit(Outbound::Frame(event.frame.clone())).await?;
+            if let Some(sub) = self.subs.get_mut(&key) {
+                sub.last_seq = event.seq;
+                if let Some((agent, closed)) = event.change {
+                    sub.agent_id = agent;
+                    if closed {
+                        return self.end_sub(key.0, key.1, "session_closed").await.map(|()| true);
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 }

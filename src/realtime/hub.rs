@@ -1,33 +1,74 @@
-//! This node's registry of live streams: which connection watches what, and
-//! fan-out of notices to them through bounded per-connection queues.
+//! This node's registry of live streams: which connection watches what, the
+//! recent events of every watched session (read once per node, serialized
+//! once, shared by every subscriber), and delivery to connections through
+//! bounded per-connection queues.
+//!
+//! Sessions live in shards, each behind its own lock, so delivering an event
+//! touches one shard; a connection remembers its own subscriptions, so
+//! leaving touches only those.
 
+use super::conn::Frame;
 use crate::domain::access::AgentScope;
 use crate::domain::event::Notice;
 use crate::domain::ids::{SessionId, TenantId, UserId};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 use tokio::sync::{Notify, mpsc};
 
 /// A connection's id on this node.
 pub type ConnId = u64;
+/// A session, with its tenant.
+pub type Key = (TenantId, SessionId);
+
+/// Session shards: enough that concurrent deliveries rarely meet.
+const SHARDS: usize = 32;
+/// Recent events kept per watched session; a subscriber further behind reads storage.
+const RECENT: usize = 64;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A persisted event as streams send it.
+#[derive(Debug)]
+pub struct CachedEvent {
+    /// Its place in the session's sequence.
+    pub seq: i64,
+    /// The frame, serialized once.
+    pub frame: Frame,
+    /// For session changes: the agent after the change, and whether it closed the session.
+    pub change: Option<(Option<UserId>, bool)>,
+}
 
 /// What a connection receives from the hub.
 pub struct Inlet {
     /// Ephemeral and inbox notices for this connection, bounded.
-    pub notices: mpsc::Receiver<Notice>,
+    pub notices: mpsc::Receiver<Delivery>,
     /// Set (and notified) when the queue overflowed: the consumer is too slow.
     pub lagged: Arc<Lagged>,
     /// Subscribed sessions with something new, coalesced.
     pub pending: Arc<Pending>,
 }
 
-/// Subscribed sessions with committed events not yet read, one entry per
+/// What goes through a connection's queue.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// An ephemeral notice (typing, read).
+    Notice(Notice),
+    /// A session change for inbox watchers, already serialized.
+    Inbox(Key, Arc<CachedEvent>),
+}
+
+/// Subscribed sessions with committed events not yet sent, one entry per
 /// session however many events: a busy session or a long replay can never
 /// overflow anything.
 #[derive(Default)]
 pub struct Pending {
-    dirty: Mutex<HashMap<(TenantId, SessionId), i64>>,
+    dirty: Mutex<HashMap<Key, i64>>,
+    /// When the oldest mark not yet taken was made (for the fan-out lag).
+    since: Mutex<Option<Instant>>,
     presence: Mutex<HashMap<UserId, bool>>,
     resync: AtomicBool,
     wake: Notify,
@@ -37,7 +78,9 @@ pub struct Pending {
 #[derive(Debug, Default)]
 pub struct Backlog {
     /// Subscribed sessions with new events, and the newest sequence announced.
-    pub dirty: HashMap<(TenantId, SessionId), i64>,
+    pub dirty: HashMap<Key, i64>,
+    /// When the oldest of those was announced.
+    pub since: Option<Instant>,
     /// Agents whose presence changed, with the latest state.
     pub presence: HashMap<UserId, bool>,
     /// Every subscription must be re-read.
@@ -46,11 +89,12 @@ pub struct Backlog {
 
 impl Pending {
     /// Marks a session as having news up to `seq` (also used to retry a failed read).
-    pub fn mark(&self, key: (TenantId, SessionId), seq: i64) {
-        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
+    pub fn mark(&self, key: Key, seq: i64) {
+        let mut dirty = lock(&self.dirty);
         let entry = dirty.entry(key).or_insert(seq);
         *entry = (*entry).max(seq);
         drop(dirty);
+        lock(&self.since).get_or_insert_with(Instant::now);
         self.wake.notify_one();
     }
 
@@ -60,7 +104,7 @@ impl Pending {
     }
 
     fn presence(&self, agent: UserId, online: bool) {
-        self.presence.lock().unwrap_or_else(PoisonError::into_inner).insert(agent, online);
+        lock(&self.presence).insert(agent, online);
         self.wake.notify_one();
     }
 
@@ -72,8 +116,9 @@ impl Pending {
     /// Everything marked since the last call.
     pub fn take(&self) -> Backlog {
         Backlog {
-            dirty: std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner)),
-            presence: std::mem::take(&mut *self.presence.lock().unwrap_or_else(PoisonError::into_inner)),
+            since: lock(&self.since).take(),
+            dirty: std::mem::take(&mut *lock(&self.dirty)),
+            presence: std::mem::take(&mut *lock(&self.presence)),
             resync: self.resync.swap(false, Ordering::SeqCst),
         }
     }
@@ -105,25 +150,48 @@ impl Lagged {
 }
 
 struct Conn {
-    tx: mpsc::Sender<Notice>,
+    tx: mpsc::Sender<Delivery>,
     lagged: Arc<Lagged>,
     pending: Arc<Pending>,
-    /// Agents' scope, for presence bookkeeping.
+    /// Agents' scope, for presence bookkeeping and inbox routing.
     agent: Option<(UserId, AgentScope)>,
+    /// Its subscriptions, so leaving touches only their shards.
+    sessions: HashSet<Key>,
+    inbox: bool,
 }
 
-#[derive(Default)]
-struct Registry {
-    conns: HashMap<ConnId, Conn>,
-    sessions: HashMap<(TenantId, SessionId), HashSet<ConnId>>,
-    inbox: HashSet<ConnId>,
-    /// Live streams per agent on this node (presence is held while > 0).
-    agents: HashMap<UserId, (usize, AgentScope)>,
+impl Conn {
+    fn deliver(&self, delivery: Delivery) {
+        if self.tx.try_send(delivery).is_err() {
+            self.lagged.raise();
+        }
+    }
 }
+
+/// A watched session on this node.
+struct Room {
+    /// Its subscribers (a connection's pending set is marked directly).
+    subscribers: HashMap<ConnId, Arc<Pending>>,
+    /// Its recent events, in order.
+    recent: VecDeque<Arc<CachedEvent>>,
+    /// Events up to this sequence are known (cached or older than the cache).
+    through: i64,
+    /// The newest sequence announced.
+    wanted: i64,
+    /// A read of its events is under way.
+    loading: bool,
+}
+
+/// Why a subscriber cannot be served from the cache.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Gap;
 
 /// The node's stream registry.
 pub struct Hub {
-    registry: Mutex<Registry>,
+    conns: Mutex<HashMap<ConnId, Conn>>,
+    shards: Box<[Mutex<HashMap<Key, Room>>]>,
+    /// Live streams per agent on this node (presence is held while > 0).
+    agents: Mutex<HashMap<UserId, (usize, AgentScope)>>,
     next: AtomicU64,
     queue: usize,
 }
@@ -142,11 +210,21 @@ pub enum AgentStreams {
 impl Hub {
     /// A hub whose connections may queue up to `queue` notices.
     pub fn new(queue: usize) -> Self {
-        Self { registry: Mutex::new(Registry::default()), next: AtomicU64::new(1), queue: queue.max(1) }
+        Self {
+            conns: Mutex::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            agents: Mutex::default(),
+            next: AtomicU64::new(1),
+            queue: queue.max(1),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    fn shard(&self, key: &Key) -> MutexGuard<'_, HashMap<Key, Room>> {
+        use std::hash::{Hash, Hasher};
+        // A fixed hasher: a session must land in the same shard every time.
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        lock(&self.shards[(h.finish() as usize) % SHARDS])
     }
 
     /// Registers a connection.
@@ -155,35 +233,41 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.queue);
         let lagged = Arc::new(Lagged::default());
         let pending = Arc::new(Pending::default());
-        let mut reg = self.lock();
         let mut change = AgentStreams::Unchanged;
         if let Some((user, scope)) = &agent {
-            let entry = reg.agents.entry(*user).or_insert((0, scope.clone()));
+            let mut agents = lock(&self.agents);
+            let entry = agents.entry(*user).or_insert((0, scope.clone()));
             entry.0 += 1;
             if entry.0 == 1 {
                 change = AgentStreams::First(*user, scope.clone());
             }
         }
-        reg.conns.insert(id, Conn { tx, lagged: lagged.clone(), pending: pending.clone(), agent });
+        let conn = Conn {
+            tx,
+            lagged: lagged.clone(),
+            pending: pending.clone(),
+            agent,
+            sessions: HashSet::new(),
+            inbox: false,
+        };
+        lock(&self.conns).insert(id, conn);
         (id, Inlet { notices: rx, lagged, pending }, change)
     }
 
     /// Forgets a connection and its subscriptions.
     pub fn disconnect(&self, id: ConnId) -> AgentStreams {
-        let mut reg = self.lock();
-        let Some(conn) = reg.conns.remove(&id) else {
+        let Some(conn) = lock(&self.conns).remove(&id) else {
             return AgentStreams::Unchanged;
         };
-        reg.sessions.retain(|_, conns| {
-            conns.remove(&id);
-            !conns.is_empty()
-        });
-        reg.inbox.remove(&id);
+        for key in &conn.sessions {
+            self.leave_room(id, key);
+        }
         if let Some((user, _)) = conn.agent {
-            if let Some(entry) = reg.agents.get_mut(&user) {
+            let mut agents = lock(&self.agents);
+            if let Some(entry) = agents.get_mut(&user) {
                 entry.0 = entry.0.saturating_sub(1);
                 if entry.0 == 0 {
-                    reg.agents.remove(&user);
+                    agents.remove(&user);
                     return AgentStreams::Last(user);
                 }
             }
@@ -191,78 +275,179 @@ impl Hub {
         AgentStreams::Unchanged
     }
 
-    /// Starts routing a session's notices to a connection.
-    pub fn subscribe(&self, id: ConnId, tenant: TenantId, session: SessionId) {
-        self.lock().sessions.entry((tenant, session)).or_default().insert(id);
-    }
-
-    /// Stops routing a session's notices to a connection.
-    pub fn unsubscribe(&self, id: ConnId, tenant: TenantId, session: SessionId) {
-        let mut reg = self.lock();
-        if let Some(conns) = reg.sessions.get_mut(&(tenant, session)) {
-            conns.remove(&id);
-            if conns.is_empty() {
-                reg.sessions.remove(&(tenant, session));
+    fn leave_room(&self, id: ConnId, key: &Key) {
+        let mut shard = self.shard(key);
+        if let Some(room) = shard.get_mut(key) {
+            room.subscribers.remove(&id);
+            if room.subscribers.is_empty() {
+                shard.remove(key);
             }
         }
     }
 
+    /// Starts routing a session's events to a connection, which has read
+    /// them up to `seen` (where an empty cache starts).
+    pub fn subscribe(&self, id: ConnId, key: Key, seen: i64) {
+        let Some(pending) = lock(&self.conns).get_mut(&id).map(|c| {
+            c.sessions.insert(key);
+            c.pending.clone()
+        }) else {
+            return;
+        };
+        let mut shard = self.shard(&key);
+        let room = shard.entry(key).or_insert_with(|| Room {
+            subscribers: HashMap::new(),
+            recent: VecDeque::new(),
+            through: seen,
+            wanted: seen,
+            loading: false,
+        });
+        room.subscribers.insert(id, pending);
+    }
+
+    /// Stops routing a session's events to a connection.
+    pub fn unsubscribe(&self, id: ConnId, key: Key) {
+        if let Some(conn) = lock(&self.conns).get_mut(&id) {
+            conn.sessions.remove(&key);
+        }
+        self.leave_room(id, &key);
+    }
+
     /// Routes inbox notices (session changes, presence) to a connection.
     pub fn watch_inbox(&self, id: ConnId) {
-        self.lock().inbox.insert(id);
+        if let Some(conn) = lock(&self.conns).get_mut(&id) {
+            conn.inbox = true;
+        }
     }
 
     /// Whether the agent still has a live stream on this node.
     pub fn has_agent(&self, agent: UserId) -> bool {
-        self.lock().agents.contains_key(&agent)
+        lock(&self.agents).contains_key(&agent)
     }
 
     /// Agents with live streams on this node, for the presence heartbeat.
     pub fn live_agents(&self) -> Vec<(UserId, AgentScope)> {
-        self.lock().agents.iter().map(|(u, (_, s))| (*u, s.clone())).collect()
+        lock(&self.agents).iter().map(|(u, (_, s))| (*u, s.clone())).collect()
     }
 
     /// Number of open connections.
     pub fn connections(&self) -> usize {
-        self.lock().conns.len()
+        lock(&self.conns).len()
     }
 
-    /// Delivers a notice to every connection that should see it. Never
-    /// blocks: a full queue marks that connection as lagging instead.
-    pub fn dispatch(&self, notice: &Notice) {
-        let reg = self.lock();
-        let deliver = |id: &ConnId| {
-            if let Some(conn) = reg.conns.get(id) {
-                if conn.tx.try_send(notice.clone()).is_err() {
-                    conn.lagged.raise();
+    /// Number of session subscriptions over all connections.
+    pub fn subscriptions(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).values().map(|r| r.subscribers.len()).sum::<usize>()).sum()
+    }
+
+    /// A committed event at `seq`: whether this node must read the
+    /// session's events now (it is watched here and no read is under way),
+    /// and from which sequence.
+    pub fn announce(&self, key: Key, seq: i64) -> Option<i64> {
+        let mut shard = self.shard(&key);
+        let room = shard.get_mut(&key)?;
+        room.wanted = room.wanted.max(seq);
+        if room.loading || room.wanted <= room.through {
+            return None;
+        }
+        room.loading = true;
+        Some(room.through)
+    }
+
+    /// Stores events read for a watched session and marks its subscribers.
+    /// Returns where to read next if more were announced meanwhile.
+    pub fn store(&self, key: Key, events: Vec<Arc<CachedEvent>>) -> Option<i64> {
+        let mut shard = self.shard(&key);
+        let room = shard.get_mut(&key)?;
+        let before = room.through;
+        for event in events {
+            if event.seq > room.through {
+                room.through = event.seq;
+                room.recent.push_back(event);
+                if room.recent.len() > RECENT {
+                    room.recent.pop_front();
                 }
             }
+        }
+        if room.through > before {
+            for pending in room.subscribers.values() {
+                pending.mark(key, room.through);
+            }
+        }
+        // More announced than read: read on, unless this read found nothing
+        // new (notices never run ahead of committed rows; no busy loop).
+        if room.wanted > room.through && room.through > before {
+            Some(room.through)
+        } else {
+            room.wanted = room.wanted.min(room.through).max(before);
+            room.loading = false;
+            None
+        }
+    }
+
+    /// A read failed: release the room so the next announcement (or a retry) reads again.
+    pub fn load_failed(&self, key: Key) {
+        if let Some(room) = self.shard(&key).get_mut(&key) {
+            room.loading = false;
+        }
+    }
+
+    /// The cached events of a session after `after`, if the cache reaches back that far.
+    pub fn events_after(&self, key: Key, after: i64) -> Result<Vec<Arc<CachedEvent>>, Gap> {
+        let shard = self.shard(&key);
+        let room = shard.get(&key).ok_or(Gap)?;
+        if after >= room.through {
+            return Ok(Vec::new());
+        }
+        match room.recent.front() {
+            Some(first) if first.seq <= after + 1 => {
+                Ok(room.recent.iter().filter(|e| e.seq > after).cloned().collect())
+            }
+            _ => Err(Gap),
+        }
+    }
+
+    /// Whether any connection watches the inbox of `tenant`.
+    pub fn inbox_watched(&self, tenant: TenantId) -> bool {
+        lock(&self.conns).values().any(|c| c.inbox && c.agent.as_ref().is_some_and(|(_, s)| s.covers(tenant)))
+    }
+
+    /// Sends a session change to inbox watchers of its tenant.
+    pub fn to_inbox(&self, key: Key, event: &Arc<CachedEvent>) {
+        for conn in lock(&self.conns).values() {
+            if conn.inbox && conn.agent.as_ref().is_some_and(|(_, s)| s.covers(key.0)) {
+                conn.deliver(Delivery::Inbox(key, event.clone()));
+            }
+        }
+    }
+
+    /// Delivers an ephemeral notice to every connection that should see it.
+    /// Never blocks: a full queue marks that connection as lagging instead.
+    pub fn dispatch(&self, notice: &Notice) {
+        let subscribers = |key: Key| -> Vec<ConnId> {
+            self.shard(&key).get(&key).map(|r| r.subscribers.keys().copied().collect()).unwrap_or_default()
         };
         match notice {
-            Notice::Committed { tenant: t, session: s, seq: q, session_change: c } => {
-                let subscribers = reg.sessions.get(&(*t, *s));
-                for id in subscribers.into_iter().flatten() {
-                    if let Some(conn) = reg.conns.get(id) {
-                        conn.pending.mark((*t, *s), *q);
-                    }
-                }
-                // Inbox watchers not subscribed to the session get session changes as notices.
-                if *c {
-                    let subscribed = |id: &ConnId| subscribers.is_some_and(|set| set.contains(id));
-                    reg.inbox.iter().filter(|id| !subscribed(id)).for_each(deliver);
-                }
-            }
-            Notice::Typing { tenant: t, session: s, .. } => {
-                reg.sessions.get(&(*t, *s)).into_iter().flatten().for_each(deliver)
+            Notice::Typing { tenant, session, .. } => {
+                let ids = subscribers((*tenant, *session));
+                let conns = lock(&self.conns);
+                ids.iter().filter_map(|id| conns.get(id)).for_each(|c| c.deliver(Delivery::Notice(notice.clone())));
             }
             Notice::Read(mark) => {
-                reg.sessions.get(&(mark.tenant_id, mark.session_id)).into_iter().flatten().for_each(deliver);
+                let ids = subscribers((mark.tenant_id, mark.session_id));
+                let conns = lock(&self.conns);
+                ids.iter().filter_map(|id| conns.get(id)).for_each(|c| c.deliver(Delivery::Notice(notice.clone())));
             }
             // Latest state per agent, coalesced: a burst of logins never fills a queue.
+            // Only connections that can care: inbox watchers and subscribers.
             Notice::Presence { agent, online } => {
-                reg.conns.values().for_each(|conn| conn.pending.presence(*agent, *online));
+                for conn in lock(&self.conns).values().filter(|c| c.inbox || !c.sessions.is_empty()) {
+                    conn.pending.presence(*agent, *online);
+                }
             }
-            Notice::Resync => reg.conns.values().for_each(|conn| conn.pending.resync()),
+            Notice::Resync => lock(&self.conns).values().for_each(|conn| conn.pending.resync()),
+            // Committed events go through `announce` / `store`.
+            Notice::Committed { .. } => {}
         }
     }
 }
@@ -270,42 +455,71 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::stream::ServerMessage;
 
-    fn ids() -> (TenantId, SessionId) {
+    fn key() -> Key {
         (TenantId::new(1).unwrap(), SessionId::generate())
     }
 
+    fn event(seq: i64) -> Arc<CachedEvent> {
+        Arc::new(CachedEvent { seq, frame: Frame::new(&ServerMessage::Pong), change: None })
+    }
+
     #[tokio::test]
-    async fn committed_events_reach_only_subscribers_coalesced_per_session() {
+    async fn events_are_read_once_per_node_and_coalesced_per_subscriber() {
         let hub = Hub::new(8);
-        let (t, s) = ids();
+        let k = key();
         let (a, a_in, _) = hub.connect(None);
-        let (_b, b_in, _) = hub.connect(None);
-        hub.subscribe(a, t, s);
-        for q in 1..=500 {
-            hub.dispatch(&Notice::Committed { tenant: t, session: s, seq: q, session_change: false });
+        let (b, b_in, _) = hub.connect(None);
+        let (_c, c_in, _) = hub.connect(None);
+        hub.subscribe(a, k, 0);
+        hub.subscribe(b, k, 0);
+        // 500 announcements while a read is under way: one read, then one more.
+        assert_eq!(hub.announce(k, 1), Some(0));
+        for seq in 2..=500 {
+            assert_eq!(hub.announce(k, seq), None, "a read is under way");
         }
-        tokio::time::timeout(std::time::Duration::from_secs(1), a_in.pending.changed()).await.unwrap();
-        let backlog = a_in.pending.take();
-        assert_eq!(backlog.dirty.get(&(t, s)), Some(&500), "one entry, the newest sequence");
-        assert!(!backlog.resync && !a_in.lagged.flag.load(Ordering::SeqCst));
-        assert!(b_in.pending.take().dirty.is_empty());
+        assert_eq!(hub.store(k, (1..=100).map(event).collect()), Some(100), "more were announced");
+        assert_eq!(hub.store(k, (101..=500).map(event).collect()), None);
+        for inlet in [&a_in, &b_in] {
+            tokio::time::timeout(std::time::Duration::from_secs(1), inlet.pending.changed()).await.unwrap();
+            assert_eq!(inlet.pending.take().dirty.get(&k), Some(&500), "one entry, the newest sequence");
+        }
+        assert!(c_in.pending.take().dirty.is_empty(), "not subscribed, not marked");
+        let recent = hub.events_after(k, 480).unwrap();
+        assert_eq!(recent.iter().map(|e| e.seq).collect::<Vec<_>>(), (481..=500).collect::<Vec<_>>());
+        assert!(hub.events_after(k, 10).is_err(), "older than the cache: read storage");
+        assert_eq!(hub.events_after(k, 500).unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn unwatched_sessions_are_not_read_and_rooms_go_with_their_last_subscriber() {
+        let hub = Hub::new(8);
+        let k = key();
+        assert_eq!(hub.announce(k, 1), None, "nobody watches it here");
+        let (a, _a_in, _) = hub.connect(None);
+        hub.subscribe(a, k, 3);
+        assert_eq!(hub.announce(k, 3), None, "already seen");
+        assert_eq!(hub.announce(k, 4), Some(3));
+        hub.disconnect(a);
+        assert_eq!(hub.subscriptions(), 0);
+        assert!(hub.events_after(k, 0).is_err());
     }
 
     #[tokio::test]
     async fn a_full_queue_marks_only_that_connection_as_lagging() {
         let hub = Hub::new(2);
-        let (t, s) = ids();
+        let k = key();
         let u = UserId::new(3).unwrap();
         let (slow, slow_in, _) = hub.connect(None);
         let (fast, mut fast_in, _) = hub.connect(None);
-        hub.subscribe(slow, t, s);
-        hub.subscribe(fast, t, s);
+        hub.subscribe(slow, k, 0);
+        hub.subscribe(fast, k, 0);
         for _ in 1..=3 {
-            let typing = Notice::Typing { tenant: t, session: s, user: u };
+            let typing = Notice::Typing { tenant: k.0, session: k.1, user: u };
             hub.dispatch(&typing);
             // The fast one keeps up.
-            assert_eq!(fast_in.notices.try_recv().unwrap(), typing);
+            assert!(matches!(fast_in.notices.try_recv().unwrap(), Delivery::Notice(n) if n == typing));
         }
         tokio::time::timeout(std::time::Duration::from_secs(1), slow_in.lagged.wait()).await.unwrap();
         assert!(!fast_in.lagged.flag.load(Ordering::SeqCst));

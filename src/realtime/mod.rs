@@ -10,9 +10,13 @@ mod presence;
 
 pub use conn::{Connection, Inbound, Outbound, Peer, Transport};
 
-use crate::domain::event::Notice;
+use crate::domain::event::{Notice, StoredEvent};
+use crate::domain::session::SessionStatus;
 use crate::service::Livechat;
+use crate::wire::stream::ServerMessage;
+use conn::Frame;
 use hub::{AgentStreams, Hub};
+use hub::{CachedEvent, Key};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -89,6 +93,11 @@ impl Realtime {
         self.hub.connections()
     }
 
+    /// Number of session subscriptions of those streams.
+    pub fn subscriptions(&self) -> usize {
+        self.hub.subscriptions()
+    }
+
     /// Resolves once the server is shutting down.
     pub async fn stopping(&self) {
         stopped(&mut self.shutdown.clone()).await;
@@ -112,6 +121,49 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Events read per fan-out read.
+const LOAD_PAGE: u32 = 200;
+
+/// A persisted event, serialized once for every stream.
+fn cached(event: StoredEvent) -> Arc<CachedEvent> {
+    let seq = event.seq();
+    let change = match &event {
+        StoredEvent::Session(e) => Some((e.session.agent_id, e.session.status == SessionStatus::Closed)),
+        StoredEvent::Message(_) => None,
+    };
+    Arc::new(CachedEvent { seq, frame: Frame::new(&ServerMessage::stored(event)), change })
+}
+
+/// Reads a watched session's new events into the node's cache until it has
+/// every one announced. A failed read sends subscribers to storage themselves
+/// (each retries on its own).
+async fn load(rt: Arc<Realtime>, key: Key, mut from: i64) {
+    loop {
+        rt.chat.metrics().fanout_reads.inc();
+        match rt.chat.session_events(key.0, key.1, from, LOAD_PAGE).await {
+            Ok(events) => match rt.hub.store(key, events.into_iter().map(cached).collect()) {
+                Some(next) => from = next,
+                None => return,
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "fan-out read failed; subscribers read storage themselves");
+                rt.hub.load_failed(key);
+                rt.hub.store(key, Vec::new());
+                return;
+            }
+        }
+    }
+}
+
+/// Sends a session change to the node's inbox watchers (one read for all).
+async fn to_inbox(rt: Arc<Realtime>, key: Key, seq: i64) {
+    match rt.chat.session_change(key.0, key.1, seq).await {
+        Ok(Some(event)) => rt.hub.to_inbox(key, &cached(event)),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "inbox change not delivered"),
+    }
+}
+
 /// Starts the node's background work: fan-out of notices to local streams,
 /// and presence upkeep. Both stop at shutdown.
 pub fn start(rt: &Arc<Realtime>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -131,6 +183,16 @@ async fn fan_out(rt: Arc<Realtime>, mut notices: broadcast::Receiver<Notice>) {
             () = stopped(&mut shutdown) => return,
         };
         match notice {
+            Ok(Notice::Committed { tenant, session, seq, session_change }) => {
+                let key = (tenant, session);
+                // Read once for every local subscriber, only where someone watches.
+                if let Some(from) = rt.hub.announce(key, seq) {
+                    tokio::spawn(load(rt.clone(), key, from));
+                }
+                if session_change && rt.hub.inbox_watched(tenant) {
+                    tokio::spawn(to_inbox(rt.clone(), key, seq));
+                }
+            }
             Ok(notice) => rt.hub.dispatch(&notice),
             // This node fell behind its own notices: every stream re-reads.
             Err(broadcast::error::RecvError::Lagged(missed)) => {

@@ -35,6 +35,18 @@ pub enum Error {
     /// An idempotency key reused with a different body.
     #[error("idempotency key reused")]
     IdempotencyKeyReused,
+    /// A write's commit was sent and its outcome could not be learnt
+    /// before the deadline: it may or may not be stored.
+    #[error("outcome unknown")]
+    OutcomeUnknown(super::Subject),
+    /// Over a quota (or the request rate); retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+        /// The quota that refused, if it was one.
+        quota: Option<super::QuotaState>,
+    },
     /// Storage unreachable or saturated; retryable, nothing written.
     #[error("storage unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -59,6 +71,10 @@ impl From<StoreError> for Error {
             StoreError::MessageNotFound => Self::field("message_id", "is not a message of this session"),
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             StoreError::Unavailable(e) | StoreError::Unreachable(e) => Self::Unavailable(e),
+            StoreError::CalledOff => {
+                Self::Unavailable(anyhow::anyhow!("the request's deadline came before its commit"))
+            }
+            StoreError::CommitUnknown { cause, .. } => Self::Unavailable(cause),
             StoreError::Internal(e) => Self::Internal(e.into()),
         }
     }

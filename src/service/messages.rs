@@ -1,6 +1,6 @@
 //! Sending messages and paging through them (CONTRACT section 5).
 
-use super::{Error, Livechat, PageRequest, bad_cursor, detached, read_page};
+use super::{Error, Livechat, PageRequest, Subject, bad_cursor, read_page};
 use crate::domain::access::Caller;
 use crate::domain::ids::{MessageId, SessionId};
 use crate::domain::message::{
@@ -39,9 +39,20 @@ impl Livechat {
             idempotency: key.map(|key| Idempotency { key, fingerprint: body_fingerprint(raw_message) }),
             now: Timestamp::now(),
         };
-        let store = self.store().clone();
-        match detached(async move { store.append_message(&new).await }).await? {
-            Appended::Created(m) => Ok((m, false)),
+        let (store, tenant, id) = (self.store().clone(), new.tenant_id, new.id);
+        let written = self.write(
+            Subject::new("message_id", id),
+            async move { store.append_message(&new).await },
+            || async move {
+                // Stored, as the database says: the message as it was committed.
+                Ok(self.store().message(tenant, session_id, id).await?.map(Appended::Created))
+            },
+        );
+        match written.await? {
+            Appended::Created(m) => {
+                self.metrics().messages_sent.inc();
+                Ok((m, false))
+            }
             Appended::Replayed(m) => Ok((m, true)),
         }
     }

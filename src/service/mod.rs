@@ -16,25 +16,30 @@ mod error;
 mod inbox;
 mod messages;
 mod presence;
+mod quota;
 mod reads;
 mod sessions;
 mod streams;
 mod tickets;
+mod write;
 
 pub use error::{Error, FieldErrors, Problems};
 pub use inbox::{InboxItem, parse_inbox_cursor};
+pub use quota::{Action, QuotaSettings, QuotaState, Quotas, WINDOW_SECS};
 pub use streams::Subscription;
 pub use tickets::IssuedTicket;
+pub use write::{Subject, within};
 
 use crate::domain::access::{AccessPolicy, AgentScope, Caller, Identity};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{Direction, Page, PageLimit, PagePlan, Paged, Scan};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Limits a deployment may tune.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Longest message, in characters.
     pub max_message_chars: usize,
@@ -42,6 +47,10 @@ pub struct Limits {
     pub presence_ttl: Duration,
     /// How long a stream ticket may wait before it is used.
     pub ticket_ttl: Duration,
+    /// Every request is answered within this (writes included: see `write`).
+    pub request_timeout: Duration,
+    /// Per-user and per-tenant allowances of sending, opening, tickets, typing.
+    pub quotas: QuotaSettings,
 }
 
 impl Default for Limits {
@@ -50,6 +59,8 @@ impl Default for Limits {
             max_message_chars: crate::domain::message::DEFAULT_MAX_MESSAGE_CHARS,
             presence_ttl: Duration::from_secs(15),
             ticket_ttl: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            quotas: QuotaSettings::default(),
         }
     }
 }
@@ -62,6 +73,8 @@ struct Inner {
     store: Arc<dyn Store>,
     policy: AccessPolicy,
     limits: Limits,
+    metrics: Arc<Metrics>,
+    quotas: Quotas,
 }
 
 /// How a list request asks for its page.
@@ -73,18 +86,6 @@ pub struct PageRequest<C> {
     pub direction: Direction,
     /// The id of an item of the same list.
     pub cursor: Option<C>,
-}
-
-/// Runs a write to completion even if the request that asked for it goes
-/// away meanwhile, so its commit and its notice are never separated.
-async fn detached<T: Send + 'static>(
-    write: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-) -> Result<T, Error> {
-    use tracing::Instrument;
-    match tokio::spawn(write.in_current_span()).await {
-        Ok(result) => result.map_err(Error::from),
-        Err(err) => Err(Error::Internal(anyhow::anyhow!("write task failed: {err}"))),
-    }
 }
 
 /// Reads one page: the main scan, then (when the answer is not already
@@ -116,8 +117,19 @@ fn bad_cursor() -> Error {
 
 impl Livechat {
     /// The use cases over `store`, admitting callers by `policy`.
-    pub fn new(store: Arc<dyn Store>, policy: AccessPolicy, limits: Limits) -> Self {
-        Self(Arc::new(Inner { store, policy, limits }))
+    pub fn new(store: Arc<dyn Store>, policy: AccessPolicy, limits: Limits, metrics: Arc<Metrics>) -> Self {
+        let quotas = Quotas::new(&limits.quotas);
+        Self(Arc::new(Inner { store, policy, limits, metrics, quotas }))
+    }
+
+    /// The quotas of this node: every transport asks before an action that has one.
+    pub fn quotas(&self) -> &Quotas {
+        &self.0.quotas
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -125,8 +137,8 @@ impl Livechat {
     }
 
     /// The configured limits.
-    pub fn limits(&self) -> Limits {
-        self.0.limits
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
     }
 
     /// Decides whether `identity` may act in `tenant`, and as what.

@@ -1,6 +1,6 @@
 //! Read marks ("seen").
 
-use super::{Error, Livechat, detached};
+use super::{Error, Livechat, Subject};
 use crate::domain::access::Caller;
 use crate::domain::event::{Notice, ReadMark};
 use crate::domain::ids::{MessageId, SessionId};
@@ -14,7 +14,7 @@ impl Livechat {
         let store = self.store().clone();
         let (tenant, user) = (caller.tenant_id, caller.user_id);
         // The notice goes out with the write, even if the client leaves meanwhile.
-        detached(async move {
+        let marking = async move {
             let (mark, moved) = store.mark_read(tenant, id, user, message, now).await?;
             if moved {
                 if let Err(err) = store.publish(&Notice::Read(mark)).await {
@@ -22,7 +22,9 @@ impl Livechat {
                 }
             }
             Ok(mark)
-        })
-        .await
+        };
+        // Marks only move forward: marking again returns the mark as stored.
+        let read_back = || async move { Ok(Some(self.store().mark_read(tenant, id, user, message, now).await?.0)) };
+        self.write(Subject::new("message_id", message), marking, read_back).await
     }
 }

@@ -1,6 +1,6 @@
 //! Opening, reading, listing and closing sessions (CONTRACT section 4).
 
-use super::{Error, Livechat, PageRequest, bad_cursor, detached, read_page, require_agent};
+use super::{Error, Livechat, PageRequest, Subject, bad_cursor, read_page, require_agent};
 use crate::domain::access::Caller;
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::page::{Page, Paged};
@@ -44,8 +44,11 @@ impl Livechat {
             opened_by: caller.user_id,
             created_at: now,
         };
-        let store = self.store().clone();
-        detached(async move { store.create_session(&new).await }).await
+        let (store, tenant, id) = (self.store().clone(), new.tenant_id, new.id);
+        self.write(Subject::new("session_id", id), async move { store.create_session(&new).await }, || {
+            self.store().get_session(tenant, id)
+        })
+        .await
     }
 
     /// One session of the caller's tenant.
@@ -77,8 +80,9 @@ impl Livechat {
     /// Closes a session; agents only; idempotent.
     pub async fn close_session(&self, caller: &Caller, id: SessionId) -> Result<Session, Error> {
         require_agent(caller)?;
-        let store = self.store().clone();
-        let tenant = caller.tenant_id;
-        detached(async move { store.close_session(tenant, id, Timestamp::now()).await }).await?.ok_or(Error::NotFound)
+        let (store, tenant) = (self.store().clone(), caller.tenant_id);
+        let closing = async move { store.close_session(tenant, id, Timestamp::now()).await };
+        let read_back = || async move { Ok(Some(self.store().get_session(tenant, id).await?)) };
+        self.write(Subject::new("session_id", id), closing, read_back).await?.ok_or(Error::NotFound)
     }
 }

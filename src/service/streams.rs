@@ -57,7 +57,19 @@ impl Livechat {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, Error> {
-        Ok(self.store().events_after(caller.tenant_id, session, after, limit).await?)
+        self.session_events(caller.tenant_id, session, after, limit).await
+    }
+
+    /// The same, for the node's own fan-out (which reads once for every
+    /// subscriber it has admitted).
+    pub async fn session_events(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        Ok(self.store().events_after(tenant, session, after, limit).await?)
     }
 
     /// The session change committed at `seq`, if that event is one (for inbox watchers).

@@ -84,6 +84,11 @@ impl Breaker {
         }
     }
 
+    /// Whether calls are failing fast now.
+    pub fn is_open(&self) -> bool {
+        !matches!(*self.state.lock().unwrap_or_else(PoisonError::into_inner), State::Closed)
+    }
+
     /// The database was found unreachable: fail fast for the retry interval.
     /// Logged once per outage, when the breaker opens; each request that
     /// fails is logged by whoever answers it.

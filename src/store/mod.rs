@@ -13,6 +13,7 @@
 //! fail-fast [`breaker`] sits, so it covers every trait below.
 
 mod breaker;
+pub mod commit_gate;
 mod migrations;
 mod postgres;
 mod sql;
@@ -25,6 +26,7 @@ use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};
 use crate::domain::page::Scan;
 use crate::domain::session::{InboxPosition, NewSession, Session, SessionFilter, SessionPosition};
 use crate::domain::time::Timestamp;
+use crate::metrics::Metrics;
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::Arc;
@@ -101,6 +103,10 @@ pub trait MessageStore: Send + Sync {
     /// [`StoreError::IdempotencyKeyReused`]. A missing or CLOSED session is
     /// [`StoreError::SessionNotOpen`].
     async fn append_message(&self, new: &NewMessage) -> Result<Appended, StoreError>;
+
+    /// One message of this session.
+    async fn message(&self, tenant: TenantId, session: SessionId, id: MessageId)
+    -> Result<Option<Message>, StoreError>;
 
     /// The sequence number of a message of this session, to resolve a cursor.
     async fn message_seq(&self, tenant: TenantId, session: SessionId, id: MessageId)
@@ -207,8 +213,26 @@ pub trait Store: SessionStore + MessageStore + ReadMarkStore + PresenceStore + T
     /// Answers when the database can serve a query.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// What became of a transaction whose COMMIT was sent but not answered
+    /// ([`StoreError::CommitUnknown`]).
+    async fn commit_outcome(&self, transaction: i64) -> Result<CommitOutcome, StoreError>;
+
     /// Stops background work and closes the connection pools (at shutdown).
     async fn shutdown(&self);
+
+    /// Connection use and breaker state, now.
+    fn stats(&self) -> StoreStats;
+}
+
+/// What storage is doing, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    /// Open database connections (all pools).
+    pub connections: u32,
+    /// Of those, idle.
+    pub idle: usize,
+    /// Whether requests are failing fast because the database is unreachable.
+    pub failing_fast: bool,
 }
 
 /// A single-use stream ticket as stored (the ticket itself is only hashed).
@@ -251,9 +275,34 @@ pub enum StoreError {
     /// other requests fail fast for a moment (see the breaker).
     #[error("storage unreachable: {0}")]
     Unreachable(#[source] anyhow::Error),
+    /// The write was called off at its deadline, before COMMIT: nothing stored.
+    #[error("write called off before commit")]
+    CalledOff,
+    /// COMMIT was sent and the connection failed before its answer: the
+    /// transaction may or may not have committed; ask with
+    /// [`Store::commit_outcome`].
+    #[error("commit outcome unknown (transaction {transaction}): {cause}")]
+    CommitUnknown {
+        /// The database's id of the transaction.
+        transaction: i64,
+        /// What broke.
+        #[source]
+        cause: anyhow::Error,
+    },
     /// Anything else: a bug or corrupted data.
     #[error("storage failure: {0}")]
     Internal(#[source] sqlx::Error),
+}
+
+/// What became of a transaction, as the database tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// It committed: its changes are stored.
+    Committed,
+    /// It rolled back (or never committed): nothing of it is stored.
+    RolledBack,
+    /// It is still committing: ask again.
+    InProgress,
 }
 
 /// A database URL whose password never prints.
@@ -341,10 +390,10 @@ impl Backend {
 }
 
 /// Connects to the configured backend (running migrations if asked).
-pub async fn connect(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn connect(config: &StoreConfig, metrics: Arc<Metrics>) -> anyhow::Result<Arc<dyn Store>> {
     match config.url.backend() {
-        Some(Backend::Sqlite) => Ok(Arc::new(sqlite::connect(config).await?)),
-        Some(Backend::Postgres) => Ok(Arc::new(postgres::connect(config).await?)),
+        Some(Backend::Sqlite) => Ok(Arc::new(sqlite::connect(config).await?.with_metrics(metrics))),
+        Some(Backend::Postgres) => Ok(Arc::new(postgres::connect(config).await?.with_metrics(metrics))),
         None => anyhow::bail!("database URL must start with sqlite:// or postgres://"),
     }
 }
@@ -352,7 +401,7 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
 /// Applies pending migrations, then disconnects.
 pub async fn migrate(config: &StoreConfig) -> anyhow::Result<()> {
     let config = StoreConfig { migrate: true, ..config.clone() };
-    connect(&config).await?.shutdown().await;
+    connect(&config, Arc::default()).await?.shutdown().await;
     Ok(())
 }
 

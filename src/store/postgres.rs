@@ -1,6 +1,6 @@
 //! PostgreSQL, for several server nodes on one database.
 
-use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore};
+use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore, TransactionIds};
 use super::{StoreConfig, migrations};
 use crate::domain::event::Notice;
 use crate::domain::message::SearchTerm;
@@ -43,6 +43,9 @@ impl Dialect for Postgres {
     // serve the search (on a small table the planner would rightly scan).
     const EXPLAIN: Explain =
         Explain { prefix: "EXPLAIN ", setup: &["SET LOCAL enable_seqscan = off"], column: "QUERY PLAN" };
+
+    const TRANSACTION_IDS: Option<TransactionIds> =
+        Some(TransactionIds { current: "SELECT txid_current() AS xid", status_function: "txid_status" });
 
     fn is_outage(err: &dyn DatabaseError) -> bool {
         // Connection exceptions, shutdowns, "cannot connect now", too many connections.
@@ -89,7 +92,7 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>>
             .context("applying PostgreSQL migrations")?;
     }
     let listener_options = options.application_name("livechat-listener");
-    let store = SqlStore::new(Db::new(pool.clone(), pool, config.retry_interval));
+    let store = SqlStore::new(Db::shared(pool, config.retry_interval));
     let listener = spawn_listener(listener_options, store.notices.clone()).await?;
     store.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(listener);
     Ok(store)

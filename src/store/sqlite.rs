@@ -1,6 +1,6 @@
 //! SQLite, the embedded default: one file, WAL, one writer connection.
 
-use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore};
+use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore, TransactionIds};
 use super::{StoreConfig, migrations};
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
@@ -36,6 +36,9 @@ impl Dialect for Sqlite {
     const POOL_TIMEOUT_IS_OUTAGE: bool = false;
 
     const EXPLAIN: Explain = Explain { prefix: "EXPLAIN QUERY PLAN ", setup: &[], column: "detail" };
+
+    // A local file's COMMIT succeeds, or fails and rolls back: never in doubt.
+    const TRANSACTION_IDS: Option<TransactionIds> = None;
 
     fn is_outage(_: &dyn DatabaseError) -> bool {
         // A local file: busy or full is not the database going away.

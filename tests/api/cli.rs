@@ -160,6 +160,17 @@ async fn dev_mode_prints_tokens_and_a_curl_line_that_work() {
     )
     .await;
     assert_eq!(r.status, 200, "the agent token is an agent: {}", r.body);
+    // Dev mode serves the web UI; its sign-in links carry the tokens in the fragment only.
+    for (label, token) in [("agent console (user 1):", &agent_token), ("tenant widget (user 100):", &user_token)] {
+        let link = grab(label);
+        let (page, fragment) = link.trim().split_once('#').unwrap_or_else(|| panic!("no fragment in {link}"));
+        assert_eq!(fragment, format!("token={token}"), "{label}");
+        assert!(page.starts_with("http://127.0.0.1:") && !page.contains('?'), "{label} {page}");
+        let r = client.get(page).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{page}");
+        let kind = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert_eq!(kind, "text/html; charset=utf-8");
+    }
     assert!(dir.path.join("data").join("livechat.db").exists(), "SQLite file in the data directory");
     child.kill().await.unwrap();
 }

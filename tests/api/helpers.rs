@@ -249,6 +249,16 @@ pub struct TestOptions {
     pub rate_limit: (u32, u32),
     /// Clock skew allowed on `exp` / `nbf`, in seconds.
     pub leeway_secs: u64,
+    /// Every request's deadline.
+    pub request_timeout: Duration,
+    /// Header and idle timeouts, connection cap.
+    pub connections: livechat::http::server::ConnectionLimits,
+    /// Origins allowed by CORS.
+    pub cors_origins: Vec<reqwest::header::HeaderValue>,
+    /// `/metrics` on an address of its own.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Action quotas; off unless a test sets them (the suite sends a lot as few users).
+    pub quotas: livechat::service::QuotaSettings,
 }
 
 impl Default for TestOptions {
@@ -262,6 +272,15 @@ impl Default for TestOptions {
             // The suite makes thousands of requests as few users: no limit unless a test sets one.
             rate_limit: (0, 1),
             leeway_secs: 0,
+            request_timeout: Duration::from_secs(10),
+            connections: livechat::http::server::ConnectionLimits {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 0,
+            },
+            cors_origins: Vec::new(),
+            metrics_bind: None,
+            quotas: livechat::service::QuotaSettings::off(),
             realtime: RealtimeSettings {
                 ping_interval: Duration::from_millis(500),
                 idle_timeout: Duration::from_secs(5),
@@ -276,6 +295,8 @@ impl Default for TestOptions {
 /// A running server plus a client.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is, when it has an address of its own.
+    pub metrics_addr: Option<SocketAddr>,
     pub prefix: &'static str,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -307,10 +328,16 @@ pub fn settings(url: &str, options: &TestOptions) -> Settings {
             max_message_chars: 4_000,
             presence_ttl: options.presence_ttl,
             ticket_ttl: Duration::from_secs(30),
+            request_timeout: options.request_timeout,
+            quotas: options.quotas.clone(),
         },
         realtime: options.realtime,
         rate_limit: options.rate_limit,
         shutdown_timeout: Duration::from_secs(5),
+        connections: options.connections,
+        ui: false,
+        cors_origins: options.cors_origins.clone(),
+        metrics_bind: options.metrics_bind,
     }
 }
 
@@ -321,15 +348,22 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Self {
         let db = TestDb::create(backend).await;
-        let app = Application::build(settings(db.url(), &options)).await.expect("server builds");
+        let url = db.url().to_owned();
+        Self::spawn_on(db, &url, options).await
+    }
+
+    /// A server on `db`, reached through `url` (for example a proxy in front of it).
+    pub async fn spawn_on(db: TestDb, url: &str, options: TestOptions) -> Self {
+        let app = Application::build(settings(url, &options)).await.expect("server builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
-
+            metrics_addr,
             prefix: "/api/livechat",
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
             stop: Some(stop),

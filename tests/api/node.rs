@@ -35,6 +35,7 @@ impl Node {
             .env("LIVECHAT_LOG", "info,sqlx=warn")
             // Tests poll hard as few users; the limit has its own test.
             .env("LIVECHAT_RATE_LIMIT_PER_MINUTE", "0")
+            .env("LIVECHAT_QUOTAS", "off")
             .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -176,6 +176,20 @@ impl<DB: Dialect> MessageStore for SqlStore<DB> {
         }))
     }
 
+    async fn message(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        let mut qb = QueryBuilder::<DB>::new("SELECT ");
+        qb.push(MESSAGE_COLUMNS).push(" FROM messages WHERE tenant_id = ");
+        qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
+        qb.push(" AND id = ").push_bind(id.uuid());
+        let row = self.read_one(&qb).await?;
+        row.map(|r| message_from_row(&r)).transpose().map_err(StoreError::Internal)
+    }
+
     async fn message_seq(
         &self,
         tenant: TenantId,

@@ -18,18 +18,20 @@ mod sessions;
 mod tickets;
 
 use super::breaker::Breaker;
-use super::{Store, StoreError};
+use super::{CommitOutcome, Store, StoreError, StoreStats};
 use crate::domain::event::{Notice, SessionChange};
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::{Message, SearchTerm};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
+use crate::metrics::{ErrorLabels, Metrics};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use sqlx::error::DatabaseError;
 use sqlx::pool::PoolConnection;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -67,6 +69,21 @@ pub trait Dialect: Exec + Database<Row: Record> {
     /// How to ask for a query plan: the statement prefix, settings for the
     /// same transaction, and the column holding the plan's lines.
     const EXPLAIN: Explain;
+
+    /// On engines where a COMMIT can be sent and its answer lost (a server
+    /// across a network): the statement that names the current transaction
+    /// (column `xid`), and the function that tells what became of one.
+    /// `None` for a local file, whose COMMIT either succeeds or fails and
+    /// rolls back, never in between.
+    const TRANSACTION_IDS: Option<TransactionIds>;
+}
+
+/// How an engine names transactions and reports their outcome.
+pub struct TransactionIds {
+    /// Returns the current transaction's id as `xid`.
+    pub current: &'static str,
+    /// A function of that id returning `committed`, `aborted` or `in progress`.
+    pub status_function: &'static str,
 }
 
 /// Constraints whose violation means something to the caller.
@@ -171,6 +188,8 @@ pub trait Record {
     fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
     /// Text.
     fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    /// Nullable text.
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
     /// A UUID.
     fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error>;
 }
@@ -190,6 +209,9 @@ where
         self.try_get(column)
     }
     fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
         self.try_get(column)
     }
     fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error> {
@@ -287,19 +309,28 @@ impl<DB: Dialect> QueryBuilder<DB> {
 /// transaction here, behind the breaker, and every error is classified
 /// here, so an outage found by any call makes the others fail fast.
 pub struct Db<DB: Database> {
+    /// Where errors are counted.
+    metrics: Arc<Metrics>,
     /// Connections for reads.
     reader: sqlx::Pool<DB>,
     /// Connections for writes: a separate single-connection pool on SQLite
     /// (one writer at a time, so no lock upgrades fail), the same pool as
     /// `reader` on PostgreSQL.
     writer: sqlx::Pool<DB>,
+    /// Whether `writer` is `reader` (one pool).
+    shared: bool,
     breaker: Breaker,
 }
 
 impl<DB: Dialect> Db<DB> {
-    /// Wraps the pools.
+    /// Separate pools for reads and writes.
     pub fn new(reader: sqlx::Pool<DB>, writer: sqlx::Pool<DB>, retry_interval: std::time::Duration) -> Self {
-        Self { reader, writer, breaker: Breaker::new(retry_interval) }
+        Self { metrics: Arc::default(), reader, writer, shared: false, breaker: Breaker::new(retry_interval) }
+    }
+
+    /// One pool for reads and writes.
+    pub fn shared(pool: sqlx::Pool<DB>, retry_interval: std::time::Duration) -> Self {
+        Self { shared: true, ..Self::new(pool.clone(), pool, retry_interval) }
     }
 
     /// A connection for reading.
@@ -338,10 +369,26 @@ impl<DB: Dialect> Db<DB> {
     /// Maps a sqlx error to its meaning; an outage opens the breaker.
     pub fn fail(&self, err: sqlx::Error) -> StoreError {
         let err = classify::<DB>(err);
-        if let StoreError::Unreachable(cause) = &err {
-            self.breaker.tripped(cause);
-        }
+        let kind = match &err {
+            StoreError::Unreachable(cause) => {
+                self.breaker.tripped(cause);
+                "unreachable"
+            }
+            StoreError::Unavailable(_) => "unavailable",
+            _ => "internal",
+        };
+        self.metrics.storage_errors.get_or_create(&ErrorLabels { kind }).inc();
         err
+    }
+
+    /// Connection use and breaker state.
+    fn stats(&self) -> StoreStats {
+        let (mut connections, mut idle) = (self.reader.size(), self.reader.num_idle());
+        if !self.shared {
+            connections += self.writer.size();
+            idle += self.writer.num_idle();
+        }
+        StoreStats { connections, idle, failing_fast: self.breaker.is_open() }
     }
 
     /// Closes both pools.
@@ -383,6 +430,12 @@ impl<DB: Dialect> SqlStore<DB> {
     /// Wraps the pools.
     pub fn new(db: Db<DB>) -> Self {
         Self { db, notices: broadcast::channel(NOTICE_BUFFER).0, tasks: Mutex::default() }
+    }
+
+    /// Counts storage errors in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.db.metrics = metrics;
+        self
     }
 
     /// Runs `qb` on a read connection and returns every row.
@@ -455,11 +508,32 @@ impl<DB: Dialect> Store for SqlStore<DB> {
         self.read_one(&QueryBuilder::new("SELECT 1")).await.map(drop)
     }
 
+    async fn commit_outcome(&self, transaction: i64) -> Result<CommitOutcome, StoreError> {
+        let Some(ids) = &DB::TRANSACTION_IDS else {
+            // Never asked: a local commit is never in doubt.
+            return Ok(CommitOutcome::RolledBack);
+        };
+        let mut qb = QueryBuilder::<DB>::new("SELECT CAST(");
+        qb.push(ids.status_function).push("(").push_bind(transaction).push(") AS TEXT) AS status");
+        let row = self.read_one(&qb).await?.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?;
+        let status: Option<String> = row.opt_text("status").map_err(StoreError::Internal)?;
+        match status.as_deref() {
+            Some("committed") => Ok(CommitOutcome::Committed),
+            Some("aborted") => Ok(CommitOutcome::RolledBack),
+            Some("in progress") => Ok(CommitOutcome::InProgress),
+            _ => Err(StoreError::Internal(corrupt("transaction status"))),
+        }
+    }
+
     async fn shutdown(&self) {
         for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             task.abort();
         }
         self.db.close().await;
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.db.stats()
     }
 }
 
@@ -556,7 +630,33 @@ impl<DB: Dialect> SqlStore<DB> {
                 self.tx_run(&mut tx, &qb).await?;
             }
         }
-        tx.commit().await.map_err(|e| self.db.fail(e))?;
+        let transaction = match &DB::TRANSACTION_IDS {
+            Some(ids) => {
+                let row = self.tx_one(&mut tx, &QueryBuilder::new(ids.current)).await?;
+                Some(
+                    row.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?
+                        .int("xid")
+                        .map_err(StoreError::Internal)?,
+                )
+            }
+            None => None,
+        };
+        if !super::commit_gate::pass() {
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::CalledOff);
+        }
+        if let Err(err) = tx.commit().await {
+            // The database refusing the commit is an answer; a broken
+            // connection is not: the commit may have happened.
+            let answered = matches!(err, sqlx::Error::Database(_));
+            let err = self.db.fail(err);
+            return Err(match (transaction, answered) {
+                (Some(transaction), false) => {
+                    StoreError::CommitUnknown { transaction, cause: anyhow::anyhow!("{err}") }
+                }
+                _ => err,
+            });
+        }
         if DB::NOTIFY_CHANNEL.is_none() {
             for notice in notices {
                 // No receiver yet is fine: nobody is listening.

@@ -38,7 +38,7 @@ impl<DB: Dialect> ReadMarkStore for SqlStore<DB> {
         qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
         qb.push(" AND user_id = ").push_bind(user.get());
         let row = self.tx_one(&mut tx, &qb).await?.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?;
-        tx.commit().await.map_err(|e| self.db.fail(e))?;
+        self.commit_announcing(tx, &[]).await?;
         let mark = ReadMark {
             tenant_id: tenant,
             session_id: session,
