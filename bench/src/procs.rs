@@ -67,8 +67,11 @@ impl ServerSpec {
             .env("LIVECHAT_JWT_SECRET", JWT_SECRET)
             .env("LIVECHAT_LOG_FORMAT", "json")
             .env("LIVECHAT_LOG", &self.log_filter)
-            // The benchmark is a few users sending as fast as they can.
+            // The benchmark is a few users sending as fast as they can: it
+            // measures the server, not its limiters (per-user rate, and the
+            // per-user and per-tenant quotas of servers that have them).
             .env("LIVECHAT_RATE_LIMIT_PER_MINUTE", "0")
+            .env("LIVECHAT_QUOTAS", "off")
             .env("LIVECHAT_NO_MIGRATE", "true")
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
