@@ -62,6 +62,9 @@ struct Cli {
     /// `LIVECHAT_LOG` for the server (its own default: every request logged at info).
     #[arg(long, default_value = "info,sqlx=warn")]
     server_log: String,
+    /// Extra `KEY=VALUE` environment for the server under test (repeatable), e.g. `LIVECHAT_DB_MAX_CONNECTIONS=4`
+    #[arg(long = "server-env", value_name = "KEY=VALUE")]
+    server_env: Vec<String>,
     /// Messages in the search session (default 1,000,000).
     #[arg(long)]
     search_messages: Option<u64>,
@@ -217,8 +220,11 @@ async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<bool> {
         "work_dir": work.display().to_string(),
         "load_average": {},
     });
-    let spec =
-        procs::ServerSpec { binary: cli.server.clone(), log_filter: cli.server_log.clone(), extra_env: Vec::new() };
+    let spec = procs::ServerSpec {
+        binary: cli.server.clone(),
+        log_filter: cli.server_log.clone(),
+        extra_env: server_env(&cli.server_env)?,
+    };
     let tokens = api::Tokens::new(procs::JWT_SECRET);
     let mut results: Vec<CaseResult> = Vec::new();
     let epoch = Instant::now();
@@ -468,4 +474,16 @@ async fn machine() -> serde_json::Value {
 async fn git_commit() -> Option<String> {
     let out = tokio::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().await.ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `KEY=VALUE` pairs for the server's environment.
+fn server_env(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("--server-env {p:?} must be KEY=VALUE"))
+        })
+        .collect()
 }

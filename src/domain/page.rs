@@ -137,18 +137,40 @@ pub struct Page<T> {
 pub struct PagePlan<P> {
     limit: u32,
     direction: Direction,
-    cursor: Option<(P, String)>,
+    /// The cursor as sent, and its position once known.
+    cursor: Option<(Option<P>, String)>,
 }
 
 impl<P: Copy> PagePlan<P> {
     /// Plans a page from the request; `cursor` is the resolved position and the id as sent.
     pub fn new(limit: PageLimit, direction: Direction, cursor: Option<(P, String)>) -> Self {
-        Self { limit: limit.get(), direction, cursor }
+        Self { limit: limit.get(), direction, cursor: cursor.map(|(p, id)| (Some(p), id)) }
+    }
+
+    /// Plans a page whose main read resolves the cursor itself (the storage
+    /// looks the position up inside that read). Once the read returned
+    /// items, the position is not needed any more; an empty read needs it
+    /// resolved ([`PagePlan::resolved`]) before its probe.
+    pub fn unresolved(limit: PageLimit, direction: Direction, cursor: Option<String>) -> Self {
+        Self { limit: limit.get(), direction, cursor: cursor.map(|id| (None, id)) }
+    }
+
+    /// The same plan with the cursor's position now known.
+    pub fn resolved(mut self, position: P) -> Self {
+        if let Some((at, _)) = &mut self.cursor {
+            *at = Some(position);
+        }
+        self
+    }
+
+    /// Whether the page starts from a cursor.
+    pub fn has_cursor(&self) -> bool {
+        self.cursor.is_some()
     }
 
     /// The main read and how many items to ask for (one extra, to learn whether more exist).
     pub fn main_scan(&self) -> (Scan<P>, u32) {
-        let at = self.cursor.as_ref().map(|(p, _)| *p);
+        let at = self.cursor.as_ref().and_then(|(p, _)| *p);
         let scan = match self.direction {
             Direction::Before => Scan::Older(at),
             Direction::After => Scan::Newer(at),
@@ -159,21 +181,17 @@ impl<P: Copy> PagePlan<P> {
     /// The one-item read that decides the flag on the far side of the page.
     /// `None` when the answer is already known (nothing can lie there).
     pub fn probe<T: Paged<Pos = P>>(&self, fetched: &[T]) -> Option<Scan<P>> {
+        // Without a cursor the main read began at the near end of the list:
+        // nothing lay on that side of it when it was read.
+        self.cursor.as_ref()?;
         let shown = &fetched[..fetched.len().min(self.limit as usize)];
-        let cursor = self.cursor.as_ref().map(|(p, _)| *p);
+        let at = self.cursor.as_ref().and_then(|(p, _)| *p);
+        // The near side is bounded by the first item shown (newest going back,
+        // oldest going forward), or by the cursor on an empty page.
+        let near = shown.first().map(Paged::pos).or(at);
         match self.direction {
-            // Fetched newest first: the newest shown item bounds the newer side.
-            Direction::Before => match (shown.first(), cursor) {
-                (Some(newest), _) => Some(Scan::Newer(Some(newest.pos()))),
-                (None, Some(c)) => Some(Scan::Newer(Some(c))),
-                (None, None) => None,
-            },
-            // Fetched oldest first: the oldest shown item bounds the older side.
-            Direction::After => match (shown.first(), cursor) {
-                (Some(oldest), _) => Some(Scan::Older(Some(oldest.pos()))),
-                (None, Some(c)) => Some(Scan::Older(Some(c))),
-                (None, None) => None,
-            },
+            Direction::Before => near.map(|p| Scan::Newer(Some(p))),
+            Direction::After => near.map(|p| Scan::Older(Some(p))),
         }
     }
 

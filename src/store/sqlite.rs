@@ -93,8 +93,11 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
     if config.migrate {
         migrations::migrator::<migrations::Sqlite>().await?.run(&writer).await.context("applying SQLite migrations")?;
     }
+    // Each SQLite connection is a thread of its own: more readers than
+    // cores only adds switching between them.
+    let cores = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
     let reader = SqlitePoolOptions::new()
-        .max_connections(config.max_connections.max(1))
+        .max_connections(config.max_connections.clamp(1, cores))
         .acquire_timeout(config.acquire_timeout)
         .connect_with(options)
         .await

@@ -46,6 +46,22 @@ fn message_scan_with<DB: Dialect>(
     term_match: TermMatch,
     within: Option<(&str, i64)>,
 ) -> QueryBuilder<DB> {
+    message_scan_from(tenant, session, filter, scan, None, limit, term_match, within)
+}
+
+/// The page query, its position given as a message of the session (looked
+/// up inside the query) when `from` is set and the scan has none.
+#[expect(clippy::too_many_arguments, reason = "one query's every part; a struct would only rename them")]
+fn message_scan_from<DB: Dialect>(
+    tenant: TenantId,
+    session: SessionId,
+    filter: &MessageFilter,
+    scan: Scan<i64>,
+    from: Option<MessageId>,
+    limit: u32,
+    term_match: TermMatch,
+    within: Option<(&str, i64)>,
+) -> QueryBuilder<DB> {
     let mut qb = QueryBuilder::<DB>::new("SELECT ");
     qb.push(MESSAGE_COLUMNS).push(" FROM messages WHERE tenant_id = ");
     qb.push_bind(tenant.get()).push(" AND session_id = ").push_bind(session.uuid());
@@ -67,8 +83,16 @@ fn message_scan_with<DB: Dialect>(
         (None, _) => {}
     }
     let (at, cmp, order) = keyset(scan);
-    if let Some(at) = at {
-        qb.push(" AND seq").push(cmp).push_bind(at);
+    match (at, from) {
+        (Some(at), _) => {
+            qb.push(" AND seq").push(cmp).push_bind(at);
+        }
+        (None, Some(message)) => {
+            qb.push(" AND seq").push(cmp).push("(SELECT seq FROM messages WHERE tenant_id = ").push_bind(tenant.get());
+            qb.push(" AND session_id = ").push_bind(session.uuid()).push(" AND id = ").push_bind(message.uuid());
+            qb.push(")");
+        }
+        (None, None) => {}
     }
     if let Some((cmp, bound)) = within {
         qb.push(" AND seq").push(cmp).push_bind(bound);
@@ -218,7 +242,26 @@ impl<DB: Dialect> MessageStore for SqlStore<DB> {
         page: &PageRequest<MessageId>,
     ) -> Result<Result<Page<Message>, Unlisted>, StoreError> {
         let mut conn = self.db.read().await?;
-        // The session and the cursor's place, in one statement.
+        // Most pages are one statement: the page itself, the cursor looked up
+        // inside it; rows mean the session and the cursor exist.
+        let plan = PagePlan::unresolved(page.limit, page.direction, page.cursor.map(|c| c.to_string()));
+        if filter.term.is_none() {
+            let (main, take) = plan.main_scan();
+            let qb = message_scan_from::<DB>(tenant, session, filter, main, page.cursor, take, TermMatch::Index, None);
+            let rows = self.tx_all(&mut conn, &qb).await?;
+            if !rows.is_empty() {
+                let items = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>();
+                let items = items.map_err(StoreError::Internal)?;
+                let found = match plan.probe(&items) {
+                    Some(probe) => {
+                        self.exists(&mut conn, message_scan::<DB>(tenant, session, filter, probe, 1)).await?
+                    }
+                    None => false,
+                };
+                return Ok(Ok(plan.finish(items, found)));
+            }
+        }
+        // An empty page, or a search: the session and the cursor's place first.
         let mut qb = QueryBuilder::<DB>::new("SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE tenant_id = ");
         qb.push_bind(tenant.get()).push(" AND id = ").push_bind(session.uuid());
         qb.push(") THEN 1 ELSE 0 END AS BIGINT) AS found");
@@ -231,14 +274,13 @@ impl<DB: Dialect> MessageStore for SqlStore<DB> {
         if row.int("found").map_err(StoreError::Internal)? == 0 {
             return Ok(Err(Unlisted::NotFound));
         }
-        let cursor = match page.cursor {
-            Some(id) => match row.opt_int("cursor_seq").map_err(StoreError::Internal)? {
-                Some(seq) => Some((seq, id.to_string())),
+        let plan = match page.cursor {
+            Some(_) => match row.opt_int("cursor_seq").map_err(StoreError::Internal)? {
+                Some(seq) => plan.resolved(seq),
                 None => return Ok(Err(Unlisted::BadCursor)),
             },
-            None => None,
+            None => plan,
         };
-        let plan = PagePlan::new(page.limit, page.direction, cursor);
         if filter.term.is_none() {
             let scan = |scan, limit| message_scan::<DB>(tenant, session, filter, scan, limit);
             return self.read_page(&mut conn, plan, scan, message_from_row).await.map(Ok);
