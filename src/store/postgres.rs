@@ -104,8 +104,9 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>>
             .context("applying PostgreSQL migrations")?;
     }
     let listener_options = options.application_name("livechat-listener");
+    let pool_for_pings = pool.clone();
     let store = SqlStore::new(Db::shared(pool, config.retry_interval));
-    let listener = spawn_listener(listener_options, store.notices.clone()).await?;
+    let listener = spawn_listener(listener_options, pool_for_pings, store.notices.clone()).await?;
     store.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(listener);
     Ok(store)
 }
@@ -116,18 +117,23 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Postgres>>
 /// every stream is then told to re-read ([`Notice::Resync`]).
 async fn spawn_listener(
     options: PgConnectOptions,
+    pool: sqlx::PgPool,
     notices: tokio::sync::broadcast::Sender<Notice>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let own =
-        PgPoolOptions::new().max_connections(1).connect_with(options).await.context("cannot connect the listener")?;
-    let first = listen(&own).await.context("cannot listen for notifications")?;
+    let first = listen(&options).await.context("cannot listen for notifications")?;
+    // A listener only ever reads, so a connection that died without a word
+    // (a network cut) would look the same as a quiet database: it sends
+    // itself a ping now and then and reconnects when one does not come back.
+    let ping = format!(r#"{{"k":"ping","n":"{}"}}"#, uuid::Uuid::now_v7().simple());
     Ok(tokio::spawn(async move {
-        let mut listener = Some(first);
+        let mut listener: Option<(sqlx::PgPool, PgListener)> = Some(first);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut awaiting: Option<()> = None;
         loop {
-            let Some(active) = listener.as_mut() else {
+            let Some((_, active)) = listener.as_mut() else {
                 // A fresh listener on a fresh connection: a connection that failed
                 // once is never trusted again.
-                match listen(&own).await {
+                match listen(&options).await {
                     Ok(fresh) => {
                         tracing::info!("notification listener reconnected");
                         listener = Some(fresh);
@@ -140,24 +146,58 @@ async fn spawn_listener(
                 }
                 continue;
             };
-            match active.try_recv().await {
-                Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
-                    Ok(notice) => {
-                        let _ = notices.send(notice);
+            tokio::select! {
+                received = active.try_recv() => match received {
+                    Ok(Some(n)) if n.payload() == ping => awaiting = None,
+                    // Other nodes' pings.
+                    Ok(Some(n)) if n.payload().starts_with(r#"{"k":"ping""#) => {}
+                    Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
+                        Ok(notice) => {
+                            let _ = notices.send(notice);
+                        }
+                        Err(err) => tracing::warn!(error = %err, "ignoring malformed notification"),
+                    },
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("notification listener lost its connection; reconnecting");
+                        discard(listener.take());
                     }
-                    Err(err) => tracing::warn!(error = %err, "ignoring malformed notification"),
                 },
-                Ok(None) | Err(_) => {
-                    tracing::warn!("notification listener lost its connection; reconnecting");
-                    listener = None;
+                _ = heartbeat.tick() => {
+                    // A whole interval without its own ping back: the link is gone.
+                    if awaiting.take().is_some() {
+                        tracing::warn!("notification listener went silent; reconnecting");
+                        discard(listener.take());
+                        continue;
+                    }
+                    let sent = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&ping).execute(&pool).await;
+                    // Only a ping that left can be missed; with the database away, requests notice.
+                    if sent.is_ok() {
+                        awaiting = Some(());
+                    }
                 }
             }
         }
     }))
 }
 
-async fn listen(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+/// How often the listener checks that notifications still reach it.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A listener on a pool of its own, so a connection given up on is closed,
+/// never handed to the next listener.
+async fn listen(options: &PgConnectOptions) -> Result<(sqlx::PgPool, PgListener), sqlx::Error> {
+    let pool = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+    let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(CHANNEL).await?;
-    Ok(listener)
+    Ok((pool, listener))
+}
+
+/// Closes a listener given up on, without waiting for a link that may be dead.
+fn discard(listener: Option<(sqlx::PgPool, PgListener)>) {
+    if let Some((pool, listener)) = listener {
+        drop(listener);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), pool.close()).await;
+        });
+    }
 }

@@ -12,12 +12,17 @@ const DEADLINE: Duration = Duration::from_secs(2);
 
 /// A server whose every database connection goes through a fault-injecting proxy.
 async fn app_behind_proxy() -> (TestApp, PgProxy) {
+    app_behind_proxy_with(|_| {}).await
+}
+
+async fn app_behind_proxy_with(before_start: impl FnOnce(&PgProxy)) -> (TestApp, PgProxy) {
     let db = TestDb::create(Backend::Postgres).await;
     let admin = pg_admin_url();
     let host = admin.split_once("://").unwrap().1;
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
     let upstream = tokio::net::lookup_host(host.split_once('/').unwrap().0).await.unwrap().next().unwrap();
     let proxy = PgProxy::start(upstream).await;
+    before_start(&proxy);
     let url = proxy.url_for(db.url());
     let options = TestOptions { request_timeout: DEADLINE, ..TestOptions::default() };
     (TestApp::spawn_on(db, &url, options).await, proxy)
@@ -116,4 +121,26 @@ async fn a_commit_that_cannot_be_confirmed_in_time_is_outcome_unknown_with_the_m
         assert!(Instant::now() < deadline, "the database never came back: {}", r.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_listener_cut_off_without_a_word_is_noticed_and_streams_catch_up() {
+    let (app, _proxy) = app_behind_proxy_with(PgProxy::silence_next_listener).await;
+    let user = User::member(100, 12);
+    let session = app.open_session(&user, 12).await;
+    let mut ws = crate::stream::Ws::connect(&app, &user, 12).await;
+    ws.subscribe(&session, None, None).await;
+    // Sent while the listener hears nothing: the stream must still get it, once the
+    // listener finds itself silent, reconnects, and tells every stream to re-read.
+    let sent = send(&app, &session, &user, "lewat jalur lain").await.id();
+    let started = Instant::now();
+    let got = loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "never delivered");
+        if let crate::stream::Frame::Json(frame) = ws.next_within(Duration::from_secs(30)).await {
+            if frame["event"] == "message.created" {
+                break frame;
+            }
+        }
+    };
+    assert_eq!(got["id"], sent.as_str());
 }

@@ -5,6 +5,7 @@
 //! stops answering, as under SIGSTOP).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -24,10 +25,17 @@ pub enum Fault {
     FreezeAfterCommit,
 }
 
+/// Applied to the next connection of the notification listener: nothing
+/// the server sends reaches it any more, and the connection stays open (a
+/// network cut nobody reports).
+#[derive(Debug, Default)]
+pub struct SilenceListener(AtomicBool);
+
 /// A running proxy; stops with the test.
 pub struct PgProxy {
     pub addr: SocketAddr,
     fault: Arc<Mutex<Fault>>,
+    silence: Arc<SilenceListener>,
     frozen: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -40,23 +48,31 @@ impl PgProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let fault = Arc::new(Mutex::new(Fault::None));
+        let silence = Arc::new(SilenceListener::default());
         let (frozen, _) = watch::channel(false);
-        let (f, fz) = (fault.clone(), frozen.clone());
+        let (f, fz, si) = (fault.clone(), frozen.clone(), silence.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(upstream).await else { continue };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                let answers = tokio::spawn(pump(sr, cw, fz.subscribe()));
-                tokio::spawn(forward_client(cr, sw, answers, f.clone(), fz.clone()));
+                let muted = Arc::new(AtomicBool::new(false));
+                let answers = tokio::spawn(pump(sr, cw, fz.subscribe(), muted.clone()));
+                let conn = Link { answers, muted, silence: si.clone() };
+                tokio::spawn(forward_client(cr, sw, conn, f.clone(), fz.clone()));
             }
         });
-        Self { addr, fault, frozen, task }
+        Self { addr, fault, silence, frozen, task }
     }
 
     /// Applies `fault` to the next transaction that inserts a message.
     pub fn arm(&self, fault: Fault) {
         *self.fault.lock().unwrap() = fault;
+    }
+
+    /// Silences the next notification-listener connection.
+    pub fn silence_next_listener(&self) {
+        self.silence.0.store(true, Ordering::SeqCst);
     }
 
     /// Freezes or thaws every connection.
@@ -83,13 +99,28 @@ async fn wait_thawed(frozen: &mut watch::Receiver<bool>) {
     let _ = frozen.wait_for(|f| !*f).await;
 }
 
-/// Server → client, held while frozen.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch::Receiver<bool>) {
+/// One proxied connection, as the client-side forwarder sees it.
+struct Link {
+    answers: tokio::task::JoinHandle<()>,
+    muted: Arc<AtomicBool>,
+    silence: Arc<SilenceListener>,
+}
+
+/// Server → client, held while frozen, dropped while muted.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut frozen: watch::Receiver<bool>,
+    muted: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let Ok(n) = from.read(&mut buf).await else { return };
         if n == 0 {
             return;
+        }
+        if muted.load(Ordering::SeqCst) {
+            continue;
         }
         wait_thawed(&mut frozen).await;
         if to.write_all(&buf[..n]).await.is_err() {
@@ -108,7 +139,7 @@ async fn read_exact(from: &mut OwnedReadHalf, n: usize) -> Option<Vec<u8>> {
 async fn forward_client(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
-    answers: tokio::task::JoinHandle<()>,
+    link: Link,
     fault: Arc<Mutex<Fault>>,
     frozen: watch::Sender<bool>,
 ) {
@@ -119,6 +150,15 @@ async fn forward_client(
         let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
         let Some(body) = read_exact(&mut from, n.saturating_sub(4)).await else { return };
         let ssl = n == 8 && u32::from_be_bytes([body[0], body[1], body[2], body[3]]) == SSL_REQUEST;
+        let listener = String::from_utf8_lossy(&body).contains("livechat-listener");
+        if !ssl && listener && link.silence.0.swap(false, Ordering::SeqCst) {
+            // Muted once set up: the start-up exchange must complete for the client to listen.
+            let muted = link.muted.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                muted.store(true, Ordering::SeqCst);
+            });
+        }
         if to.write_all(&len).await.is_err() || to.write_all(&body).await.is_err() {
             return;
         }
@@ -147,7 +187,7 @@ async fn forward_client(
         wait_thawed(&mut thawed).await;
         if matches!(armed, Fault::CutBeforeCommit | Fault::CutAfterCommit) {
             // No answer may reach the client any more.
-            answers.abort();
+            link.answers.abort();
         }
         if armed == Fault::CutBeforeCommit {
             return;

@@ -85,11 +85,16 @@ impl Ws {
 
     /// The next frame (pings are answered by the library and skipped).
     pub async fn next(&mut self) -> Frame {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        self.next_within(WAIT).await
+    }
+
+    /// The next frame, waiting up to `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Frame {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let msg = match tokio::time::timeout_at(deadline, self.socket.next()).await {
                 Ok(msg) => msg,
-                Err(_) => panic!("no frame within {WAIT:?}"),
+                Err(_) => panic!("no frame within {wait:?}"),
             };
             match msg {
                 Some(Ok(Message::Text(text))) => {
