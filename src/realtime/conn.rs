@@ -272,8 +272,8 @@ where
                     None => return Err(End::Gone),
                 },
                 delivery = inlet.notices.recv() => match delivery {
-                    Some(Delivery::Notice(notice)) => actor.on_notice(notice).await?,
-                    Some(Delivery::Inbox(key, event)) => actor.on_inbox(key, event).await?,
+                    Some(Delivery::Notice(notice)) => actor.on_notice(&notice).await?,
+                    Some(Delivery::Inbox(inbox)) => actor.on_inbox(inbox.0, inbox.1.clone()).await?,
                     None => return Err(End::Gone),
                 },
                 _ = heartbeat.tick() => {
@@ -453,8 +453,8 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
         }
     }
 
-    async fn on_notice(&mut self, notice: Notice) -> Result<(), End> {
-        match notice {
+    async fn on_notice(&mut self, notice: &Notice) -> Result<(), End> {
+        match *notice {
             Notice::Typing { tenant: t, session: s, user } => {
                 if user == self.peer.identity.user_id || !self.subs.contains_key(&(t, s)) {
                     return Ok(());
@@ -468,7 +468,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                 })
                 .await
             }
-            Notice::Read(mark) => {
+            Notice::Read(ref mark) => {
                 if !self.subs.contains_key(&(mark.tenant_id, mark.session_id)) {
                     return Ok(());
                 }
@@ -477,7 +477,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
                     id: None,
                     session_id: Some(mark.session_id.to_string()),
                     tenant_id: Some(mark.tenant_id.get()),
-                    data: EventData::Read(ReadData::from(&mark)),
+                    data: EventData::Read(ReadData::from(mark)),
                 })
                 .await
             }

@@ -9,7 +9,7 @@
 
 use super::conn::Frame;
 use crate::domain::access::AgentScope;
-use crate::domain::event::Notice;
+use crate::domain::event::{Notice, ReadMark};
 use crate::domain::ids::{SessionId, TenantId, UserId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,10 +55,10 @@ pub struct Inlet {
 /// What goes through a connection's queue.
 #[derive(Debug, Clone)]
 pub enum Delivery {
-    /// An ephemeral notice (typing, read).
-    Notice(Notice),
+    /// An ephemeral notice (typing, read), shared by every connection it goes to.
+    Notice(Arc<Notice>),
     /// A session change for inbox watchers, already serialized.
-    Inbox(Key, Arc<CachedEvent>),
+    Inbox(Arc<(Key, Arc<CachedEvent>)>),
 }
 
 /// Subscribed sessions with committed events not yet sent, one entry per
@@ -416,7 +416,7 @@ impl Hub {
     pub fn to_inbox(&self, key: Key, event: &Arc<CachedEvent>) {
         for conn in lock(&self.conns).values() {
             if conn.inbox && conn.agent.as_ref().is_some_and(|(_, s)| s.covers(key.0)) {
-                conn.deliver(Delivery::Inbox(key, event.clone()));
+                conn.deliver(Delivery::Inbox(Arc::new((key, event.clone()))));
             }
         }
     }
@@ -428,15 +428,12 @@ impl Hub {
             self.shard(&key).get(&key).map(|r| r.subscribers.keys().copied().collect()).unwrap_or_default()
         };
         match notice {
-            Notice::Typing { tenant, session, .. } => {
-                let ids = subscribers((*tenant, *session));
+            Notice::Typing { tenant: t, session: s, .. }
+            | Notice::Read(ReadMark { tenant_id: t, session_id: s, .. }) => {
+                let ids = subscribers((*t, *s));
+                let shared = Arc::new(notice.clone());
                 let conns = lock(&self.conns);
-                ids.iter().filter_map(|id| conns.get(id)).for_each(|c| c.deliver(Delivery::Notice(notice.clone())));
-            }
-            Notice::Read(mark) => {
-                let ids = subscribers((mark.tenant_id, mark.session_id));
-                let conns = lock(&self.conns);
-                ids.iter().filter_map(|id| conns.get(id)).for_each(|c| c.deliver(Delivery::Notice(notice.clone())));
+                ids.iter().filter_map(|id| conns.get(id)).for_each(|c| c.deliver(Delivery::Notice(shared.clone())));
             }
             // Latest state per agent, coalesced: a burst of logins never fills a queue.
             // Only connections that can care: inbox watchers and subscribers.
@@ -519,7 +516,7 @@ mod tests {
             let typing = Notice::Typing { tenant: k.0, session: k.1, user: u };
             hub.dispatch(&typing);
             // The fast one keeps up.
-            assert!(matches!(fast_in.notices.try_recv().unwrap(), Delivery::Notice(n) if n == typing));
+            assert!(matches!(fast_in.notices.try_recv().unwrap(), Delivery::Notice(n) if *n == typing));
         }
         tokio::time::timeout(std::time::Duration::from_secs(1), slow_in.lagged.wait()).await.unwrap();
         assert!(!fast_in.lagged.flag.load(Ordering::SeqCst));
