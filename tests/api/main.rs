@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod connections;
+mod crash;
 mod envelope;
 mod faults;
 mod headers;
