@@ -20,6 +20,7 @@ mod headers;
 mod messages;
 mod metrics;
 mod openapi;
+mod operations;
 mod pagination;
 mod pgproxy;
 mod plans;
