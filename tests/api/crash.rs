@@ -54,6 +54,8 @@ struct Sent {
     text: String,
     key: Option<String>,
     outcome: Outcome,
+    /// How long the answer took (or the failure to get one).
+    took: Duration,
     /// Acknowledged only when resent after the disruption, so it may sit
     /// after the writer's later sends.
     resent: bool,
@@ -128,7 +130,8 @@ impl Ledger {
         eprintln!(
             "{name}: {} kills, {} outages, {} sends: {} acknowledged (checked stored once, in order), \
              {} refused with 503 (checked absent), {} answers lost or 504 ({} resent with their \
-             Idempotency-Key, {} of them found stored already), {} non-201 answers during outages",
+             Idempotency-Key, {} of them found stored already), {} non-201 answers during outages; \
+             slowest answer {:?}",
             self.kills,
             self.outages,
             self.sent.len(),
@@ -138,6 +141,7 @@ impl Ledger {
             self.retried,
             self.replayed,
             self.answered_during_outage,
+            self.sent.iter().map(|s| s.took).max().unwrap_or_default(),
         );
     }
 }
@@ -225,7 +229,7 @@ async fn writer(client: reqwest::Client, round: &Round, w: i64, first_seq: u64) 
         }
         let refused_or_lost = !matches!(outcome, Outcome::Stored(_));
         let died = answer.is_err();
-        sent.push(Sent { writer: w, seq, text, key, outcome, resent: false });
+        sent.push(Sent { writer: w, seq, text, key, outcome, took, resent: false });
         if died {
             break;
         }
@@ -396,6 +400,7 @@ fn the_ledger_check_catches_lost_duplicated_resurrected_and_reordered_messages()
         text: format!("w{writer}-{seq}"),
         key: None,
         outcome,
+        took: Duration::ZERO,
         resent: false,
     };
     let ledger = Ledger {
