@@ -34,8 +34,7 @@ COPY --from=builder /out/livechat /usr/local/bin/livechat
 # LIVECHAT_DATABASE_URL to a postgres:// URL instead of the SQLite file.
 ENV LIVECHAT_BIND=0.0.0.0:8080 \
     LIVECHAT_DATABASE_URL=sqlite:///var/lib/livechat/livechat.db \
-    LIVECHAT_LOG_FORMAT=json \
-    LIVECHAT_LOG=info,sqlx=warn
+    LIVECHAT_LOG_FORMAT=json
 
 USER livechat:livechat
 WORKDIR /var/lib/livechat
@@ -45,5 +44,6 @@ EXPOSE 8080
 # (readiness) over HTTP, and the slim image carries no HTTP client to do it.
 # SIGTERM drains in-flight requests for LIVECHAT_SHUTDOWN_TIMEOUT (10 s).
 STOPSIGNAL SIGTERM
+# `docker run IMAGE migrate` runs the migrations alone with the same settings.
 ENTRYPOINT ["/usr/local/bin/livechat"]
 CMD ["serve"]
