@@ -107,7 +107,7 @@ async fn two_nodes_on_one_database_share_one_world() {
 
 /// A private PostgreSQL cluster (initdb in a temporary directory, its own
 /// port), so the test can stop and start it without touching the shared one.
-struct PrivatePostgres {
+pub struct PrivatePostgres {
     bin: PathBuf,
     dir: TempDir,
     port: u16,
@@ -143,7 +143,7 @@ impl PrivatePostgres {
         );
     }
 
-    fn start_new() -> Self {
+    pub fn start_new() -> Self {
         let dir = TempDir::new();
         let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir.path).status().expect("chown");
         assert!(status.success());
@@ -159,18 +159,18 @@ impl PrivatePostgres {
         self.dir.path.join("data").display().to_string()
     }
 
-    fn start(&self) {
+    pub fn start(&self) {
         let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on", self.port, self.dir.path.display());
         let log = self.dir.path.join("pg.log").display().to_string();
         self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"]);
     }
 
     /// Stops the server abruptly: no checkpoint, like a crash.
-    fn crash(&self) {
+    pub fn crash(&self) {
         self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }
