@@ -89,7 +89,8 @@ async fn drop_abandoned_databases(conn: &mut sqlx::PgConnection) {
     }
 }
 
-async fn connect_pg(url: &str) -> sqlx::PgConnection {
+/// A connection to the PostgreSQL server, or a panic that says how to start it.
+pub async fn connect_pg(url: &str) -> sqlx::PgConnection {
     use sqlx::Connection;
     match tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(url)).await {
         Ok(Ok(conn)) => conn,

@@ -62,3 +62,29 @@ fn the_name_scan_finds_names_and_skips_the_bare_prefix() {
     let found = names("a LIVECHAT_BIND=1 `LIVECHAT_*` LIVECHAT_DB_MAX_CONNECTIONS, LIVECHAT_");
     assert_eq!(found, BTreeSet::from(["LIVECHAT_BIND".to_owned(), "LIVECHAT_DB_MAX_CONNECTIONS".to_owned()]));
 }
+
+/// `sslmode=require` in the database URL gives TLS connections to PostgreSQL
+/// (the server's pool and its notification listener), as OPERATIONS.md says.
+#[tokio::test]
+async fn postgres_connections_can_be_encrypted() {
+    use crate::helpers::{Backend, TestApp, TestDb, TestOptions, User};
+    let db = TestDb::create(Backend::Postgres).await;
+    let url = format!("{}?sslmode=require", db.url());
+    let name = db.url().rsplit_once('/').map(|(_, n)| n.to_owned()).expect("database name");
+    let app = TestApp::spawn_on(db, &url, TestOptions::default()).await;
+    let session = app.open_session(&User::member(1, 5), 5).await;
+    assert_eq!(app.send(&session, &User::member(1, 5), 5, "over TLS").await.status, 201);
+
+    let mut admin = crate::helpers::connect_pg(&crate::helpers::pg_admin_url()).await;
+    let (tls, plain): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+         FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid WHERE a.datname = $1",
+    )
+    .bind(&name)
+    .fetch_one(&mut admin)
+    .await
+    .expect("pg_stat_ssl");
+    assert!(tls > 0, "no TLS connection from the server to {name}");
+    assert_eq!(plain, 0, "{plain} unencrypted connections to {name}");
+    app.stop().await;
+}
