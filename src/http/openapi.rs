@@ -84,12 +84,127 @@ impl Modify for EveryRoute {
     }
 }
 
-/// The document.
+/// The document, as generated from the annotations alone.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The served document: the generated one with every input constraint the
+/// server enforces written in (`max_message_chars` is the configured limit).
+pub fn served_document(max_message_chars: usize) -> serde_json::Value {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    tighten(&mut doc, max_message_chars);
+    doc
+}
+
 /// `GET …/openapi.json` (public, no token needed).
-pub async fn serve() -> impl IntoResponse {
-    axum::Json(document())
+pub async fn serve(axum::extract::State(state): axum::extract::State<super::AppState>) -> impl IntoResponse {
+    axum::Json(served_document(state.chat().limits().max_message_chars))
+}
+
+/// The characters Rust's `str::trim` removes (Unicode `White_Space`), spelled
+/// out: `\s` means another set in ECMA-262 and in Python, the two dialects a
+/// client of the document is likely to check patterns with.
+const WS: &str = r"\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+/// A text that, once trimmed, has 1 to `max` characters and no NUL.
+fn trimmed_text_pattern(max: usize) -> String {
+    format!(r"^[{WS}]*{}[{WS}]*$", visible_core(max))
+}
+
+/// At most `max` characters without NUL, starting and ending with a visible one.
+fn visible_core(max: usize) -> String {
+    // First and last visible characters, at most `max - 2` of anything between.
+    let middle = match max.checked_sub(2) {
+        Some(inner) => format!(r"(?:[^\u0000]{{0,{inner}}}[^{WS}\u0000])?"),
+        None => String::new(),
+    };
+    format!(r"[^{WS}\u0000]{middle}")
+}
+
+/// A positive 64-bit id written the only way the server reads it.
+fn positive_id() -> serde_json::Value {
+    serde_json::json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX})
+}
+
+/// RFC 3339 with the `T` (or `t`) separator and an offset, as `time`'s parser
+/// reads it; a date alone or a space instead of `T` is refused.
+const DATE_TIME: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+
+/// Hyphenated UUID, the form the server writes.
+const UUID: &str = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// Writes into `doc` what the handlers check by hand and utoipa cannot say:
+/// query parameters are typed strings with patterns or enums, ids are
+/// positive, bodies are objects, texts have their trimmed bounds.
+fn tighten(doc: &mut serde_json::Value, max_message_chars: usize) {
+    use serde_json::{Value, json};
+    let param_schema = |name: &str, location: &str| -> Option<Value> {
+        Some(match (location, name) {
+            ("header", "X-Tenant-ID") => positive_id(),
+            ("header", "Idempotency-Key") => {
+                json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"})
+            }
+            ("query", "limit") => {
+                json!({"type": "integer", "minimum": 1, "description": "Larger values are clamped to 100"})
+            }
+            ("query", "agent_id" | "sender_id") => positive_id(),
+            ("query", "direction") => json!({"type": "string", "enum": ["before", "after"]}),
+            ("query", "status") => json!({"type": "string", "enum": ["OPEN", "CLOSED"]}),
+            ("query", "cursor") => json!({"type": "string", "format": "uuid", "pattern": UUID}),
+            ("query", "term") => json!({"type": "string", "minLength": 1, "pattern": trimmed_text_pattern(200)}),
+            ("query", "start_date" | "end_date") => {
+                json!({"type": "string", "format": "date-time", "pattern": DATE_TIME})
+            }
+            _ => return None,
+        })
+    };
+    if let Some(paths) = doc.pointer_mut("/paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut().filter_map(Value::as_object_mut) {
+                for param in op.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+                    let name = param.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let location = param.get("in").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    if let Some(schema) = param_schema(&name, &location) {
+                        param["schema"] = schema;
+                    }
+                }
+                // A body, when one is taken, is an object: `null` is refused (an
+                // optional body is omitted instead), and so is any other JSON value.
+                if let Some(schema) = op.get_mut("requestBody").and_then(|b| b.pointer_mut("/content/application~1json/schema")) {
+                    if let Some(object) = schema.get("oneOf").and_then(Value::as_array).and_then(|alts| {
+                        alts.iter().find(|alt| alt.get("type") != Some(&json!("null"))).cloned()
+                    }) {
+                        *schema = object;
+                    }
+                }
+            }
+        }
+    }
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut set = |schema: &str, property: &str, value: Value| {
+        if let Some(slot) = schemas.get_mut(schema).and_then(|s| s.pointer_mut(&format!("/properties/{property}"))) {
+            if let (Some(slot), Some(extra)) = (slot.as_object_mut(), value.as_object()) {
+                slot.extend(extra.clone());
+            }
+        }
+    };
+    let id = positive_id();
+    set("StartSessionRequest", "agent_id", json!({"minimum": 1, "maximum": i64::MAX}));
+    set("TransferRequest", "agent_id", json!({"minimum": id["minimum"], "maximum": id["maximum"]}));
+    set(
+        "SendMessageRequest",
+        "message",
+        json!({"minLength": 1, "pattern": trimmed_text_pattern(max_message_chars)}),
+    );
+    set("MarkReadRequest", "message_id", json!({"pattern": UUID}));
+    let events = json!({"minItems": 1, "items": {"type": "string", "enum": crate::domain::webhook::EventType::ALL.map(|e| e.as_str())}});
+    // Empty (no description) or, once trimmed, up to the limit.
+    let description = json!({"pattern": format!(r"^[{WS}]*(?:{})?[{WS}]*$", visible_core(crate::domain::webhook::MAX_DESCRIPTION_CHARS))});
+    for schema in ["CreateWebhookRequest", "UpdateWebhookRequest"] {
+        set(schema, "events", events.clone());
+        set(schema, "description", description.clone());
+    }
 }
