@@ -129,7 +129,8 @@ fn positive_id() -> serde_json::Value {
 
 /// RFC 3339 with the `T` (or `t`) separator and an offset, as `time`'s parser
 /// reads it; a date alone or a space instead of `T` is refused.
-const DATE_TIME: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+const DATE_TIME: &str =
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
 
 /// Hyphenated UUID, the form the server writes.
 const UUID: &str = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
@@ -171,10 +172,14 @@ fn tighten(doc: &mut serde_json::Value, max_message_chars: usize) {
                 }
                 // A body, when one is taken, is an object: `null` is refused (an
                 // optional body is omitted instead), and so is any other JSON value.
-                if let Some(schema) = op.get_mut("requestBody").and_then(|b| b.pointer_mut("/content/application~1json/schema")) {
-                    if let Some(object) = schema.get("oneOf").and_then(Value::as_array).and_then(|alts| {
-                        alts.iter().find(|alt| alt.get("type") != Some(&json!("null"))).cloned()
-                    }) {
+                if let Some(schema) =
+                    op.get_mut("requestBody").and_then(|b| b.pointer_mut("/content/application~1json/schema"))
+                {
+                    if let Some(object) = schema
+                        .get("oneOf")
+                        .and_then(Value::as_array)
+                        .and_then(|alts| alts.iter().find(|alt| alt.get("type") != Some(&json!("null"))).cloned())
+                    {
                         *schema = object;
                     }
                 }
@@ -194,11 +199,7 @@ fn tighten(doc: &mut serde_json::Value, max_message_chars: usize) {
     let id = positive_id();
     set("StartSessionRequest", "agent_id", json!({"minimum": 1, "maximum": i64::MAX}));
     set("TransferRequest", "agent_id", json!({"minimum": id["minimum"], "maximum": id["maximum"]}));
-    set(
-        "SendMessageRequest",
-        "message",
-        json!({"minLength": 1, "pattern": trimmed_text_pattern(max_message_chars)}),
-    );
+    set("SendMessageRequest", "message", json!({"minLength": 1, "pattern": trimmed_text_pattern(max_message_chars)}));
     set("MarkReadRequest", "message_id", json!({"pattern": UUID}));
     let events = json!({"minItems": 1, "items": {"type": "string", "enum": crate::domain::webhook::EventType::ALL.map(|e| e.as_str())}});
     // Empty (no description) or, once trimmed, up to the limit.

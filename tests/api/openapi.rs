@@ -619,3 +619,74 @@ fn mismatch(error: &ValidationError<'_>) -> Mismatch {
     };
     Mismatch { path, reason: error.to_string() }
 }
+
+/// Whether `value` passes `schema` (JSON Schema 2020-12, formats asserted).
+fn passes(schema: &Value, value: &Value) -> bool {
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(schema)
+        .unwrap_or_else(|e| panic!("{schema} does not compile: {e}"))
+        .is_valid(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_input_constraints_accept_exactly_what_the_server_parses() {
+    use livechat::domain::message::{MessageText, SearchTerm};
+    use livechat::domain::time::Timestamp;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc = fetch_document(&app, PREFIXES[0]).await;
+    let max = livechat::domain::message::DEFAULT_MAX_MESSAGE_CHARS;
+    let message = &doc["components"]["schemas"]["SendMessageRequest"]["properties"]["message"];
+    let long = "x".repeat(max);
+    let texts = [
+        String::new(),
+        " ".into(),
+        "\u{3000}\t\u{2028}".into(),
+        "a".into(),
+        " a ".into(),
+        "\u{1c}".into(),
+        "\u{feff}".into(),
+        "a\0b".into(),
+        format!("  {long}\n"),
+        format!("{long}y"),
+        "halo 👋".into(),
+    ];
+    for text in &texts {
+        assert_eq!(
+            passes(message, &json!(text)),
+            MessageText::parse(text, max).is_ok(),
+            "document and server disagree on message {text:?}"
+        );
+    }
+    let params =
+        |path: &str, method: &str| doc["paths"][path][method]["parameters"].as_array().cloned().unwrap_or_default();
+    let schema_of = |path: &str, method: &str, name: &str| {
+        params(path, method).into_iter().find(|p| p["name"] == name).map(|p| p["schema"].clone()).unwrap_or_default()
+    };
+    let term = schema_of("/sessions/{id}/messages", "get", "term");
+    for text in [" ", "a", "  a  ", &"t".repeat(200), &"t".repeat(201), "a\0", "\u{a0}b\u{a0}"] {
+        assert_eq!(passes(&term, &json!(text)), SearchTerm::parse(text).is_ok(), "term {text:?}");
+    }
+    let date = schema_of("/sessions/{id}/messages", "get", "start_date");
+    for text in [
+        "2026-11-26T08:00:00Z",
+        "2026-11-26t08:00:00.123456789z",
+        "2026-11-26T08:00:00+07:00",
+        "2026-11-26 08:00:00Z",
+        "2026-11-26",
+        "999999-01-01T00:00:00Z",
+        " 2026-11-26T08:00:00Z",
+        "2026-11-26T08:00:00",
+    ] {
+        assert_eq!(passes(&date, &json!(text)), Timestamp::parse_lower_bound(text).is_ok(), "date {text:?}");
+    }
+    // Every body is an object: `null` is no longer one of the alternatives.
+    let open = &doc["paths"]["/sessions"]["post"]["requestBody"];
+    assert_eq!(
+        open["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/StartSessionRequest",
+        "{open}"
+    );
+    let tenant = schema_of("/sessions", "get", "X-Tenant-ID");
+    assert_eq!((tenant["minimum"].as_i64(), tenant["maximum"].as_i64()), (Some(1), Some(i64::MAX)), "{tenant}");
+}

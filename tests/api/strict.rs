@@ -277,7 +277,9 @@ async fn date_bounds_outside_the_calendar_or_without_the_t_are_a_400_never_a_500
             assert!(!r.field_errors(field).is_empty(), "{field}={date}: {}", r.body);
         }
     }
-    for date in ["9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "2026-11-26t08:00:00.5z", "2026-11-26T08:00:00%2B07:00"] {
+    for date in
+        ["9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "2026-11-26t08:00:00.5z", "2026-11-26T08:00:00%2B07:00"]
+    {
         let r = app.get(&format!("/sessions/{session}/messages?start_date={date}"), &agent, 12).await;
         assert_eq!(r.status, 200, "{date}: {}", r.body);
     }
@@ -290,7 +292,11 @@ async fn websocket_frames_that_are_json_but_not_objects_get_the_error_answer() {
     for frame in [json!([]), json!(1), Value::Null, json!("ping"), json!([{"type": "ping"}]), json!(true)] {
         ws.send(frame.clone()).await;
         let answer = ws.next_json().await;
-        assert_eq!((answer["type"].as_str(), answer["code"].as_str()), (Some("error"), Some("invalid_message")), "{frame}: {answer}");
+        assert_eq!(
+            (answer["type"].as_str(), answer["code"].as_str()),
+            (Some("error"), Some("invalid_message")),
+            "{frame}: {answer}"
+        );
     }
     // The connection is still served.
     ws.send(json!({"type": "ping"})).await;
