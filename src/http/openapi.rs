@@ -122,9 +122,39 @@ fn visible_core(max: usize) -> String {
     format!(r"[^{WS}\u0000]{middle}")
 }
 
-/// A positive 64-bit id written the only way the server reads it.
-fn positive_id() -> serde_json::Value {
-    serde_json::json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX})
+/// A positive 64-bit id in a header or query string, written the only way
+/// the server reads it: decimal digits, no sign, no leading zero, no spaces,
+/// at most `i64::MAX`. A string schema, since that is what arrives; the
+/// pattern is exact, so a generated value is never one the server refuses.
+fn positive_id_text() -> serde_json::Value {
+    serde_json::json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": i64::MAX.to_string().len(),
+        "pattern": decimal_up_to(i64::MAX.unsigned_abs()),
+    })
+}
+
+/// A regex for the decimal numbers 1..=`max`, in canonical spelling.
+fn decimal_up_to(max: u64) -> String {
+    let digits: Vec<u8> = max.to_string().into_bytes();
+    let n = digits.len();
+    let mut alternatives = Vec::new();
+    if n > 1 {
+        // Every shorter number.
+        alternatives.push(format!("[1-9][0-9]{{0,{}}}", n - 2));
+    }
+    // As long as `max`: equal up to position `i`, smaller there, anything after.
+    for (i, &d) in digits.iter().enumerate() {
+        let lowest = if i == 0 { b'1' } else { b'0' };
+        if d > lowest {
+            let prefix = String::from_utf8_lossy(&digits[..i]);
+            let rest = n - i - 1;
+            alternatives.push(format!("{prefix}[{}-{}][0-9]{{{rest}}}", lowest as char, (d - 1) as char));
+        }
+    }
+    alternatives.push(String::from_utf8_lossy(&digits).into_owned());
+    format!("^(?:{})$", alternatives.join("|"))
 }
 
 /// RFC 3339 with the `T` (or `t`) separator and an offset, as `time`'s parser
@@ -142,14 +172,13 @@ fn tighten(doc: &mut serde_json::Value, max_message_chars: usize) {
     use serde_json::{Value, json};
     let param_schema = |name: &str, location: &str| -> Option<Value> {
         Some(match (location, name) {
-            ("header", "X-Tenant-ID") => positive_id(),
+            ("header", "X-Tenant-ID") => positive_id_text(),
             ("header", "Idempotency-Key") => {
                 json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"})
             }
-            ("query", "limit") => {
-                json!({"type": "integer", "minimum": 1, "description": "Larger values are clamped to 100"})
-            }
-            ("query", "agent_id" | "sender_id") => positive_id(),
+            // Any positive integer: larger values, however many digits, are clamped.
+            ("query", "limit") => json!({"type": "string", "pattern": "^[1-9][0-9]*$"}),
+            ("query", "agent_id" | "sender_id") => positive_id_text(),
             ("query", "direction") => json!({"type": "string", "enum": ["before", "after"]}),
             ("query", "status") => json!({"type": "string", "enum": ["OPEN", "CLOSED"]}),
             ("query", "cursor") => json!({"type": "string", "format": "uuid", "pattern": UUID}),
@@ -196,9 +225,10 @@ fn tighten(doc: &mut serde_json::Value, max_message_chars: usize) {
             }
         }
     };
-    let id = positive_id();
-    set("StartSessionRequest", "agent_id", json!({"minimum": 1, "maximum": i64::MAX}));
-    set("TransferRequest", "agent_id", json!({"minimum": id["minimum"], "maximum": id["maximum"]}));
+    // Body ids are JSON integers; `1.0` is refused too (see `extract::Json`).
+    let id = json!({"minimum": 1, "maximum": i64::MAX});
+    set("StartSessionRequest", "agent_id", id.clone());
+    set("TransferRequest", "agent_id", id);
     set("SendMessageRequest", "message", json!({"minLength": 1, "pattern": trimmed_text_pattern(max_message_chars)}));
     set("MarkReadRequest", "message_id", json!({"pattern": UUID}));
     let events = json!({"minItems": 1, "items": {"type": "string", "enum": crate::domain::webhook::EventType::ALL.map(|e| e.as_str())}});
@@ -207,5 +237,40 @@ fn tighten(doc: &mut serde_json::Value, max_message_chars: usize) {
     for schema in ["CreateWebhookRequest", "UpdateWebhookRequest"] {
         set(schema, "events", events.clone());
         set(schema, "description", description.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_up_to;
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        let schema = serde_json::json!({"type": "string", "pattern": pattern});
+        jsonschema::validator_for(&schema).map(|v| v.is_valid(&serde_json::json!(text))).unwrap_or(false)
+    }
+
+    #[test]
+    fn the_decimal_pattern_takes_exactly_the_canonical_numbers_up_to_its_maximum() {
+        for max in [1_u64, 9, 10, 20, 105, 200, 999] {
+            let pattern = decimal_up_to(max);
+            for n in 0..=1_100_u64 {
+                assert_eq!(matches(&pattern, &n.to_string()), (1..=max).contains(&n), "{n} against {max}: {pattern}");
+            }
+            for text in ["", "01", "+1", " 1", "1 ", "1.0", "-1"] {
+                assert!(!matches(&pattern, text), "{text:?} against {max}");
+            }
+        }
+        let pattern = decimal_up_to(i64::MAX.unsigned_abs());
+        for (text, ok) in [
+            ("9223372036854775807", true),
+            ("9223372036854775806", true),
+            ("999999999999999999", true),
+            ("9223372036854775808", false),
+            ("9223372036854775810", false),
+            ("9300000000000000000", false),
+            ("10000000000000000000", false),
+        ] {
+            assert_eq!(matches(&pattern, text), ok, "{text}");
+        }
     }
 }
