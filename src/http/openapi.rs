@@ -174,7 +174,9 @@ fn tighten(doc: &mut serde_json::Value, max_message_chars: usize) {
         Some(match (location, name) {
             ("header", "X-Tenant-ID") => positive_id_text(),
             ("header", "Idempotency-Key") => {
-                json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"})
+                // Visible ASCII and spaces; HTTP drops spaces at either end, so
+                // a key that starts or ends with one cannot arrive as written.
+                json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~](?:[ -~]*[!-~])?$"})
             }
             // Any positive integer: larger values, however many digits, are clamped.
             ("query", "limit") => json!({"type": "string", "pattern": "^[1-9][0-9]*$"}),
