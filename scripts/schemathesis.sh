@@ -56,6 +56,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# The tenant the run sends, fixed in schemathesis.toml ("header.X-Tenant-ID").
 TENANT=1
 AGENT_TOKEN=$("$BIN" token --sub 1 --role support_agent --ttl 1h)
 USER_TOKEN=$("$BIN" token --sub 100 --tenant "$TENANT:koperasi_admin" --ttl 1h)
