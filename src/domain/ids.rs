@@ -27,7 +27,8 @@ pub fn is_canonical_number(raw: &str) -> bool {
 }
 
 fn parse_positive(raw: &str) -> Result<i64, NotPositive> {
-    let raw = raw.trim();
+    // Not trimmed: ` 5` is no more a canonical number than `05` (the OpenAPI
+    // document's pattern says the same).
     if !is_canonical_number(raw) {
         return Err(NotPositive);
     }

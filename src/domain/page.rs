@@ -28,7 +28,7 @@ impl Default for PageLimit {
 impl PageLimit {
     /// Absent → default; not a positive integer → error; above the maximum → clamped.
     pub fn parse(raw: Option<&str>) -> Result<Self, BadLimit> {
-        let Some(raw) = raw.map(str::trim) else {
+        let Some(raw) = raw else {
             return Ok(Self(DEFAULT_LIMIT));
         };
         if !super::ids::is_canonical_number(raw) {
@@ -66,7 +66,7 @@ pub struct BadDirection;
 impl Direction {
     /// Parses `before` / `after`.
     pub fn parse(raw: Option<&str>) -> Result<Self, BadDirection> {
-        match raw.map(str::trim) {
+        match raw {
             None | Some("before") => Ok(Self::Before),
             Some("after") => Ok(Self::After),
             Some(_) => Err(BadDirection),

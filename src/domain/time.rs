@@ -97,8 +97,15 @@ impl Timestamp {
 }
 
 fn parse(raw: &str) -> Result<OffsetDateTime, BadTimestamp> {
-    let dt = OffsetDateTime::parse(raw.trim(), &Rfc3339).map_err(|_| BadTimestamp)?;
-    Ok(dt.to_offset(UtcOffset::UTC))
+    // RFC 3339's grammar separates date and time with `T` (any case); `time`
+    // takes any character there, so `2026-11-26 08:00:00Z` would pass for one.
+    if !matches!(raw.as_bytes().get(10), Some(b'T' | b't')) {
+        return Err(BadTimestamp);
+    }
+    let dt = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| BadTimestamp)?;
+    // `to_offset` panics when the instant in UTC falls outside the calendar
+    // `time` can represent (`9999-12-31T23:59:59-01:00` is year 10000).
+    dt.checked_to_offset(UtcOffset::UTC).ok_or(BadTimestamp)
 }
 
 fn nanos_below_micro(dt: OffsetDateTime) -> u32 {

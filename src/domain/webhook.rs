@@ -100,7 +100,7 @@ impl EventTypes {
         let mut types = Vec::with_capacity(raw.len());
         for name in raw {
             let name = name.as_ref();
-            let event = EventType::parse(name.trim()).ok_or_else(|| {
+            let event = EventType::parse(name).ok_or_else(|| {
                 let known: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
                 format!("unknown event type {name:?} (known: {})", known.join(", "))
             })?;

@@ -40,6 +40,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if !content_type.as_deref().is_some_and(is_json) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // Every body is a JSON object. Checked before serde sees it: a derived
+        // struct also reads a JSON array as its fields in order, so `[]` or
+        // `[5]` would otherwise pass for `{}` or `{"agent_id": 5}`.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => ApiError::field("body", "must be a JSON object"),
+                Err(_) => ApiError::field("body", "must be valid JSON"),
+            });
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| body_error(&err))?;
         // One JSON value and nothing after it (whitespace aside): a second

@@ -63,9 +63,9 @@ pub struct ListMessagesQuery {
     term: Option<String>,
     /// Only this author.
     sender_id: Option<String>,
-    /// Inclusive lower bound, RFC 3339.
+    /// Inclusive lower bound, RFC 3339 with `T` and an offset, e.g. `2026-11-26T08:00:00.123456Z`.
     start_date: Option<String>,
-    /// Inclusive upper bound, RFC 3339.
+    /// Inclusive upper bound, RFC 3339 with `T` and an offset, e.g. `2026-11-26T08:00:00+07:00`.
     end_date: Option<String>,
     /// 1..100, default 10; larger values are clamped.
     limit: Option<String>,

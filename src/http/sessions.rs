@@ -78,8 +78,8 @@ pub async fn list_sessions(
     Query(q): Query<ListSessionsQuery>,
 ) -> Result<Success<Vec<ChatSession>>, ApiError> {
     let mut problems = Problems::default();
-    let status = problems
-        .optional("status", q.status.as_deref(), |s| SessionStatus::parse(s.trim()).ok_or("must be OPEN or CLOSED"));
+    let status =
+        problems.optional("status", q.status.as_deref(), |s| SessionStatus::parse(s).ok_or("must be OPEN or CLOSED"));
     let agent_id = problems.optional("agent_id", q.agent_id.as_deref(), UserId::parse);
     let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
     let cursor = problems.optional("cursor", q.cursor.as_deref(), SessionId::parse);

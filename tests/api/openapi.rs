@@ -619,3 +619,81 @@ fn mismatch(error: &ValidationError<'_>) -> Mismatch {
     };
     Mismatch { path, reason: error.to_string() }
 }
+
+/// Whether `value` passes `schema` (JSON Schema 2020-12, formats asserted).
+fn passes(schema: &Value, value: &Value) -> bool {
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(schema)
+        .unwrap_or_else(|e| panic!("{schema} does not compile: {e}"))
+        .is_valid(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_input_constraints_accept_exactly_what_the_server_parses() {
+    use livechat::domain::message::{MessageText, SearchTerm};
+    use livechat::domain::time::Timestamp;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc = fetch_document(&app, PREFIXES[0]).await;
+    let max = livechat::domain::message::DEFAULT_MAX_MESSAGE_CHARS;
+    let message = &doc["components"]["schemas"]["SendMessageRequest"]["properties"]["message"];
+    let long = "x".repeat(max);
+    let texts = [
+        String::new(),
+        " ".into(),
+        "\u{3000}\t\u{2028}".into(),
+        "a".into(),
+        " a ".into(),
+        "\u{1c}".into(),
+        "\u{feff}".into(),
+        "a\0b".into(),
+        format!("  {long}\n"),
+        format!("{long}y"),
+        "halo 👋".into(),
+    ];
+    for text in &texts {
+        assert_eq!(
+            passes(message, &json!(text)),
+            MessageText::parse(text, max).is_ok(),
+            "document and server disagree on message {text:?}"
+        );
+    }
+    let params =
+        |path: &str, method: &str| doc["paths"][path][method]["parameters"].as_array().cloned().unwrap_or_default();
+    let schema_of = |path: &str, method: &str, name: &str| {
+        params(path, method).into_iter().find(|p| p["name"] == name).map(|p| p["schema"].clone()).unwrap_or_default()
+    };
+    let term = schema_of("/sessions/{id}/messages", "get", "term");
+    for text in [" ", "a", "  a  ", &"t".repeat(200), &"t".repeat(201), "a\0", "\u{a0}b\u{a0}"] {
+        assert_eq!(passes(&term, &json!(text)), SearchTerm::parse(text).is_ok(), "term {text:?}");
+    }
+    let date = schema_of("/sessions/{id}/messages", "get", "start_date");
+    for text in [
+        "2026-11-26T08:00:00Z",
+        "2026-11-26t08:00:00.123456789z",
+        "2026-11-26T08:00:00+07:00",
+        "2026-11-26 08:00:00Z",
+        "2026-11-26",
+        "999999-01-01T00:00:00Z",
+        " 2026-11-26T08:00:00Z",
+        "2026-11-26T08:00:00",
+    ] {
+        assert_eq!(passes(&date, &json!(text)), Timestamp::parse_lower_bound(text).is_ok(), "date {text:?}");
+    }
+    // Every body is an object: `null` is no longer one of the alternatives.
+    let open = &doc["paths"]["/sessions"]["post"]["requestBody"];
+    assert_eq!(
+        open["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/StartSessionRequest",
+        "{open}"
+    );
+    for (path, name) in
+        [("/sessions", "X-Tenant-ID"), ("/sessions", "agent_id"), ("/sessions/{id}/messages", "sender_id")]
+    {
+        let schema = schema_of(path, "get", name);
+        for text in ["1", "42", "9223372036854775807", "0", "01", " 1", "+1", "1.0", "9223372036854775808", ""] {
+            let server = livechat::domain::ids::UserId::parse(text).is_ok();
+            assert_eq!(passes(&schema, &json!(text)), server, "{name} {text:?}: {schema}");
+        }
+    }
+}

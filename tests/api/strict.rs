@@ -2,7 +2,7 @@
 //! after any answer. Parsing does not depend on the backend: SQLite only.
 
 use crate::helpers::{Backend, TestApp, TestOptions, User};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -159,4 +159,146 @@ async fn a_body_that_is_not_read_whole_is_answered_with_connection_close() {
     let (status, head, body) = read_response(&mut stream, &mut buf).await;
     assert_eq!((status, body["message"].as_str()), (413, Some("payload_too_large")));
     assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+}
+
+/// POSTs `body` as JSON text, as `user` in tenant 12.
+async fn post_text(app: &TestApp, path: &str, user: &User, body: &str) -> crate::helpers::Resp {
+    app.raw(
+        app.client
+            .post(app.url(path))
+            .bearer_auth(user.token())
+            .header("X-Tenant-ID", "12")
+            .header("Content-Type", "application/json")
+            .body(body.to_owned()),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_valid_json_but_not_an_object_is_a_400_naming_the_body() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let agent = User::agent(1);
+    // `[]` and `[1]` were read as the struct's fields in order: `[]` opened a session.
+    for body in ["[]", "[1]", " null", "1", "\"x\"", "true", "[] "] {
+        let r = post_text(&app, "/sessions", &agent, body).await;
+        r.assert_error(400, "validation_error");
+        assert!(!r.field_errors("body").is_empty(), "{body}: {}", r.body);
+    }
+    let list = app.get("/sessions", &agent, 12).await;
+    assert_eq!(list.data().as_array().map(Vec::len), Some(0), "nothing was opened: {}", list.body);
+    let session = app.open_session(&agent, 12).await;
+    for body in [r#"["hi"]"#, "null", r#""hi""#] {
+        let r = post_text(&app, &format!("/sessions/{session}/messages"), &agent, body).await;
+        r.assert_error(400, "validation_error");
+        assert!(!r.field_errors("body").is_empty(), "{body}: {}", r.body);
+    }
+    let r = post_text(&app, &format!("/sessions/{session}/transfer"), &agent, "[1]").await;
+    r.assert_error(400, "validation_error");
+    assert!(!r.field_errors("body").is_empty(), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_in_bodies_are_json_integers_kept_exact() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // Above 2^53: a reader going through f64 would turn it into ...992.
+    let big = 9_007_199_254_740_993_i64;
+    let agent = User::agent(big);
+    app.set_online(&agent).await;
+    // Integral floats, exponents and ids past i64 are refused, never rounded or wrapped.
+    for body in [
+        r#"{"agent_id": 1.0}"#,
+        r#"{"agent_id": 1e0}"#,
+        r#"{"agent_id": 9007199254740993.0}"#,
+        r#"{"agent_id": 9223372036854775808}"#,
+        r#"{"agent_id": -1}"#,
+        r#"{"agent_id": 0}"#,
+    ] {
+        let r = post_text(&app, "/sessions", &agent, body).await;
+        r.assert_error(400, "validation_error");
+        assert!(!r.field_errors("agent_id").is_empty(), "{body}: {}", r.body);
+    }
+    let r = post_text(&app, "/sessions", &agent, &format!(r#"{{"agent_id": {big}}}"#)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.data()["agent_id"].as_i64(), Some(big), "the id comes back digit for digit: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_values_are_read_exactly_as_the_document_spells_them() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let agent = User::agent(1);
+    let session = app.open_session(&agent, 12).await;
+    let messages = format!("/sessions/{session}/messages");
+    let refused = [
+        (messages.as_str(), "limit=%205", "limit"),
+        (messages.as_str(), "limit=5%20", "limit"),
+        (messages.as_str(), "limit=%2B5", "limit"),
+        (messages.as_str(), "limit=5.0", "limit"),
+        (messages.as_str(), "limit=", "limit"),
+        (messages.as_str(), "sender_id=%201", "sender_id"),
+        (messages.as_str(), "sender_id=", "sender_id"),
+        (messages.as_str(), "direction=%20after", "direction"),
+        (messages.as_str(), "direction=", "direction"),
+        ("/sessions", "status=%20OPEN", "status"),
+        ("/sessions", "agent_id=1%20", "agent_id"),
+        ("/sessions", "agent_id=9223372036854775808", "agent_id"),
+    ];
+    for (path, query, field) in refused {
+        let r = app.get(&format!("{path}?{query}"), &agent, 12).await;
+        r.assert_error(400, "validation_error");
+        assert!(!r.field_errors(field).is_empty(), "{query}: {}", r.body);
+    }
+    for query in ["limit=5", "limit=1000", "sender_id=9223372036854775807", "direction=after"] {
+        let r = app.get(&format!("{messages}?{query}"), &agent, 12).await;
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn date_bounds_outside_the_calendar_or_without_the_t_are_a_400_never_a_500() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let agent = User::agent(1);
+    let session = app.open_session(&agent, 12).await;
+    for date in [
+        // In range as written, out of range once moved to UTC: this one panicked (500).
+        "9999-12-31T23:59:59-01:00",
+        "999999-01-01T00:00:00Z",
+        "-5000-01-01T00:00:00Z",
+        "%2B10000-01-01T00:00:00Z",
+        "2026-11-26%2008:00:00Z",
+        "2026-11-26X08:00:00Z",
+        "2026-11-26",
+        "%202026-11-26T08:00:00Z",
+        "2026-11-26T08:00:00",
+        "2026-13-01T00:00:00Z",
+    ] {
+        for field in ["start_date", "end_date"] {
+            let r = app.get(&format!("/sessions/{session}/messages?{field}={date}"), &agent, 12).await;
+            assert_eq!(r.status, 400, "{field}={date}: {}", r.body);
+            assert!(!r.field_errors(field).is_empty(), "{field}={date}: {}", r.body);
+        }
+    }
+    for date in
+        ["9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "2026-11-26t08:00:00.5z", "2026-11-26T08:00:00%2B07:00"]
+    {
+        let r = app.get(&format!("/sessions/{session}/messages?start_date={date}"), &agent, 12).await;
+        assert_eq!(r.status, 200, "{date}: {}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_frames_that_are_json_but_not_objects_get_the_error_answer() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut ws = crate::stream::Ws::connect(&app, &User::agent(1), 12).await;
+    for frame in [json!([]), json!(1), Value::Null, json!("ping"), json!([{"type": "ping"}]), json!(true)] {
+        ws.send(frame.clone()).await;
+        let answer = ws.next_json().await;
+        assert_eq!(
+            (answer["type"].as_str(), answer["code"].as_str()),
+            (Some("error"), Some("invalid_message")),
+            "{frame}: {answer}"
+        );
+    }
+    // The connection is still served.
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.next_json().await["type"], "pong");
 }
