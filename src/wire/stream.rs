@@ -50,6 +50,13 @@ pub enum ClientMessage {
     Ping,
 }
 
+impl ClientMessage {
+    /// Reads one WebSocket text frame; the error says why it is unreadable.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("unreadable message: {e}"))
+    }
+}
+
 /// Names of the events a stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub enum EventName {
