@@ -19,6 +19,7 @@ mod faults;
 mod headers;
 mod messages;
 mod metrics;
+mod model;
 mod openapi;
 mod pagination;
 mod pgproxy;
