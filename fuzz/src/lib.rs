@@ -39,8 +39,11 @@ pub const TOLERATE_NON_OBJECT_JSON: bool = true;
 /// once that fix is merged.
 pub const SKIP_DATES_OUTSIDE_THE_CALENDAR: bool = true;
 
+/// What a target runs on one input.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the corpus folder `fuzz/corpus/<name>`) and what it runs.
-pub const TARGETS: [(&str, fn(&[u8])); 5] =
+pub const TARGETS: [(&str, Target); 5] =
     [("body", body), ("query", query), ("headers", headers), ("token", token), ("ws_frame", ws_frame)];
 
 /// The verification key of the `token` target (fixed, so seeds can be signed with it).
