@@ -35,7 +35,11 @@ pub fn json_body<T: DeserializeOwned>(content_type: Option<&str>, bytes: &[u8]) 
     if !content_type.is_some_and(is_json) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // JSON is UTF-8. Checked up front: serde skips the values of unknown
+    // fields without looking inside their strings, so invalid UTF-8 there
+    // would otherwise be accepted (found by the `body` fuzz target).
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::field("body", "must be valid JSON (UTF-8)"))?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| body_error(&err))?;
     // One JSON value and nothing after it (whitespace aside): a second
     // value or trailing text is refused, never silently dropped.
@@ -107,4 +111,36 @@ pub fn idempotency_key(value: Option<&HeaderValue>) -> Result<Option<Idempotency
 /// blank, else `?last_event_id=` (checked later, against the session).
 pub fn last_event_id<'a>(header: Option<&'a HeaderValue>, query: Option<&'a str>) -> Option<&'a str> {
     header.and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty()).or(query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Error;
+
+    fn fields(err: ApiError) -> Vec<String> {
+        match err {
+            ApiError::Service(Error::Validation(fields)) => fields.into_keys().collect(),
+            other => panic!("not a validation error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_even_in_a_field_that_is_ignored() {
+        let body = b"{\"message\":\"Halo, stok \xb1upuk kami habis\"}";
+        let err = json_body::<StartSessionRequest>(Some("application/json"), body).err();
+        assert_eq!(err.map(fields), Some(vec!["body".to_owned()]));
+        let ok = json_body::<StartSessionRequest>(Some("application/json"), b"{\"message\":\"Halo\"}");
+        assert!(matches!(ok, Ok(Some(StartSessionRequest { agent_id: None }))));
+    }
+
+    #[test]
+    fn unlabelled_bodies_are_refused_and_empty_ones_are_absent() {
+        assert!(matches!(json_body::<SendMessageRequest>(None, b"{}"), Err(ApiError::UnsupportedMediaType)));
+        assert!(matches!(
+            json_body::<SendMessageRequest>(Some("text/plain"), b"{}"),
+            Err(ApiError::UnsupportedMediaType)
+        ));
+        assert!(matches!(json_body::<SendMessageRequest>(None, b""), Ok(None)));
+    }
 }
