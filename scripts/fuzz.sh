@@ -7,7 +7,9 @@
 #
 # FUZZ_PROFILE=dev builds without optimisations: a much cheaper build, and
 # several times fewer executions a second (what CI uses for its short run).
-# New inputs the fuzzer finds go to fuzz/target/corpus-work/<target>, never
+# FUZZ_TARGET_DIR puts the build elsewhere than fuzz/target (CI keeps it
+# outside its fresh clone, so only the first run on a machine builds the
+# dependencies). New inputs the fuzzer finds go to fuzz/target/corpus-work/<target>, never
 # into the committed seed corpus (fuzz/corpus/<target>), which it reads.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -19,7 +21,7 @@ profile="${FUZZ_PROFILE:-release}"
 export RUSTC_BOOTSTRAP=1
 # No sanitizer: the server forbids unsafe code, and ASan would double the
 # build and halve the executions. Panics and failed properties still crash.
-flags=(--sanitizer none --codegen-units 16)
+flags=(--sanitizer none --codegen-units 16 --target-dir "${FUZZ_TARGET_DIR:-target}")
 # The default profile: optimised, with debug assertions and overflow checks.
 if [ "$profile" = dev ]; then flags+=(--dev); fi
 
