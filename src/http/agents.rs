@@ -6,6 +6,7 @@ use super::extract::{AuthedIdentity, Json, Query, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination};
 use super::response::Success;
 use crate::domain::access::AgentScope;
+use crate::domain::ids::{SessionId, TenantId};
 use crate::service::{Error, Problems};
 use crate::service::{PageRequest, parse_inbox_cursor};
 use crate::wire::ChatSession;
@@ -41,6 +42,19 @@ pub struct InboxQuery {
     direction: Option<String>,
 }
 
+impl InboxQuery {
+    /// The page asked for; every bad parameter is named in one 400.
+    pub fn parse(&self) -> Result<PageRequest<(TenantId, SessionId)>, Error> {
+        let mut problems = Problems::default();
+        let (limit, direction) = page_params(&mut problems, self.limit.as_deref(), self.direction.as_deref());
+        let cursor = problems.optional("cursor", self.cursor.as_deref(), |c| {
+            parse_inbox_cursor(c).ok_or("must be a cursor from this list")
+        });
+        problems.finish()?;
+        Ok(PageRequest { limit, direction, cursor })
+    }
+}
+
 /// The agent inbox: queued sessions and the caller's own open sessions,
 /// across its tenants, newest activity first, with unread counts.
 #[utoipa::path(get, path = "/agent/sessions", tag = "agents",
@@ -55,12 +69,7 @@ pub async fn list_inbox(
     Query(q): Query<InboxQuery>,
 ) -> Result<Success<Vec<ChatSession>>, ApiError> {
     let scope = agent_scope(&state, &who)?;
-    let mut problems = Problems::default();
-    let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
-    let cursor = problems
-        .optional("cursor", q.cursor.as_deref(), |c| parse_inbox_cursor(c).ok_or("must be a cursor from this list"));
-    problems.finish()?;
-    let page = state.chat().inbox(who.identity.user_id, &scope, PageRequest { limit, direction, cursor }).await?;
+    let page = state.chat().inbox(who.identity.user_id, &scope, q.parse()?).await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(|item| ChatSession::from(item.0)).collect();
     Ok(Success::ok("inbox listed", items).paginated(pagination))
@@ -72,6 +81,17 @@ pub struct PresenceRequest {
     /// `online` (for one presence period; repeat to stay online) or `offline`.
     #[schema(pattern = "^(online|offline)$")]
     pub status: String,
+}
+
+impl PresenceRequest {
+    /// `online` is true, `offline` false, anything else a 400.
+    pub fn online(&self) -> Result<bool, ApiError> {
+        match self.status.as_str() {
+            "online" => Ok(true),
+            "offline" => Ok(false),
+            _ => Err(ApiError::field("status", "must be `online` or `offline`")),
+        }
+    }
 }
 
 /// The caller's presence as recorded.
@@ -103,11 +123,7 @@ pub async fn set_presence(
 ) -> Result<Success<AgentPresence>, ApiError> {
     let scope = agent_scope(&state, &who)?;
     let body = body.ok_or_else(|| ApiError::field("status", "is required"))?;
-    let online = match body.status.as_str() {
-        "online" => true,
-        "offline" => false,
-        _ => return Err(ApiError::field("status", "must be `online` or `offline`")),
-    };
+    let online = body.online()?;
     let agent = who.identity.user_id;
     let expires = state.chat().set_presence(agent, &scope, online).await?;
     Ok(Success::ok(

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::input;
 use crate::domain::access::{Caller, Identity};
 use crate::domain::ids::{SessionId, TenantId};
 use crate::domain::page::{Direction, PageLimit};
@@ -17,11 +18,6 @@ use serde::de::DeserializeOwned;
 /// a non-empty body must be labelled JSON (415) and parse (400 per field).
 pub struct Json<T>(pub Option<T>);
 
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
@@ -34,44 +30,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 ApiError::field("body", "could not read the request body")
             }
         })?;
-        if bytes.is_empty() {
-            return Ok(Self(None));
-        }
-        if !content_type.as_deref().is_some_and(is_json) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        // Every body is a JSON object. Checked before serde sees it: a derived
-        // struct also reads a JSON array as its fields in order, so `[]` or
-        // `[5]` would otherwise pass for `{}` or `{"agent_id": 5}`.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                Ok(_) => ApiError::field("body", "must be a JSON object"),
-                Err(_) => ApiError::field("body", "must be valid JSON"),
-            });
-        }
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| body_error(&err))?;
-        // One JSON value and nothing after it (whitespace aside): a second
-        // value or trailing text is refused, never silently dropped.
-        de.end().map_err(|_| ApiError::field("body", "must be one JSON value with nothing after it"))?;
-        Ok(Self(Some(value)))
-    }
-}
-
-/// Names the field at fault, without echoing parser positions or the body.
-fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let inner = err.inner();
-    if inner.is_syntax() || inner.is_eof() {
-        return ApiError::field("body", "must be valid JSON");
-    }
-    let text = inner.to_string();
-    let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
-    if let Some(field) = text.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
-        return ApiError::field(field, "is required");
-    }
-    match err.path().to_string().as_str() {
-        "." => ApiError::field("body", format!("must be a JSON object ({text})")),
-        path => ApiError::field(path, text),
+        input::json_body(content_type.as_deref(), &bytes).map(Self)
     }
 }
 
@@ -91,9 +50,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
-            .map(Self)
-            .map_err(|err| ApiError::field("query", err))
+        input::query(parts.uri.query().unwrap_or_default()).map(Self)
     }
 }
 
@@ -113,14 +70,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
 }
 
 fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, ApiError> {
-    let token = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(Error::Unauthorized)?;
+    let token = input::bearer_token(parts.headers.get(header::AUTHORIZATION)).ok_or(Error::Unauthorized)?;
     let identity = state.verifier().verify(token).map_err(|err| {
         tracing::debug!(reason = %err, "token refused");
         Error::Unauthorized
@@ -132,20 +82,11 @@ fn verify_bearer(parts: &Parts, state: &AppState) -> Result<Identity, ApiError> 
 
 /// `X-Tenant-ID`, if sent: once, a positive integer, or a 400.
 fn tenant_header(parts: &Parts) -> Result<Option<TenantId>, ApiError> {
-    let mut values = parts.headers.get_all("x-tenant-id").iter();
-    let Some(raw) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(ApiError::field("X-Tenant-ID", "must be sent once"));
+    let tenant = input::tenant_id(parts.headers.get_all("x-tenant-id"))?;
+    if let Some(tenant) = tenant {
+        tracing::Span::current().record("tenant_id", tenant.get());
     }
-    let tenant = raw
-        .to_str()
-        .map_err(|_| crate::domain::ids::NotPositive)
-        .and_then(TenantId::parse)
-        .map_err(|e| ApiError::field("X-Tenant-ID", e))?;
-    tracing::Span::current().record("tenant_id", tenant.get());
-    Ok(Some(tenant))
+    Ok(tenant)
 }
 
 /// The verified caller, admitted to the tenant named by `X-Tenant-ID`.

@@ -6,10 +6,10 @@ use super::extract::{Authed, Json, Query, SessionPath, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination, SendMessageRequest};
 use super::response::Success;
 use crate::domain::ids::{MessageId, UserId};
-use crate::domain::message::{IdempotencyKey, MessageFilter, SearchTerm};
+use crate::domain::message::{MessageFilter, SearchTerm};
 use crate::domain::time::Timestamp;
-use crate::service::Problems;
 use crate::service::{Action, PageRequest};
+use crate::service::{Error, Problems};
 use crate::wire::ChatMessage;
 use axum::Router;
 use axum::extract::State;
@@ -43,11 +43,7 @@ pub async fn send_message(
     headers: HeaderMap,
     Json(body): Json<SendMessageRequest>,
 ) -> Result<Success<ChatMessage>, ApiError> {
-    let key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().ok().and_then(|k| IdempotencyKey::parse(k).ok()))
-        .map(|k| k.ok_or_else(|| ApiError::field("Idempotency-Key", crate::domain::message::BadIdempotencyKey)))
-        .transpose()?;
+    let key = super::input::idempotency_key(headers.get("idempotency-key"))?;
     let body = body.ok_or_else(|| ApiError::field("message", "is required"))?;
     let quota = state.chat().quotas().check(Action::Send, &caller)?;
     let (message, replayed) = state.chat().send_message(&caller, session, &body.message, key).await?;
@@ -75,6 +71,24 @@ pub struct ListMessagesQuery {
     direction: Option<String>,
 }
 
+impl ListMessagesQuery {
+    /// The filter and page asked for; every bad parameter is named in one 400.
+    pub fn parse(&self) -> Result<(MessageFilter, PageRequest<MessageId>), Error> {
+        let mut problems = Problems::default();
+        let term = problems.optional("term", self.term.as_deref(), SearchTerm::parse);
+        let sender_id = problems.optional("sender_id", self.sender_id.as_deref(), UserId::parse);
+        let start = problems.optional("start_date", self.start_date.as_deref(), Timestamp::parse_lower_bound);
+        let end = problems.optional("end_date", self.end_date.as_deref(), Timestamp::parse_upper_bound);
+        if start.zip(end).is_some_and(|(s, e)| s > e) {
+            problems.add("start_date", "must not be after end_date");
+        }
+        let (limit, direction) = page_params(&mut problems, self.limit.as_deref(), self.direction.as_deref());
+        let cursor = problems.optional("cursor", self.cursor.as_deref(), MessageId::parse);
+        problems.finish()?;
+        Ok((MessageFilter { term, sender_id, start, end }, PageRequest { limit, direction, cursor }))
+    }
+}
+
 /// Lists a session's messages, newest first.
 #[utoipa::path(get, path = "/sessions/{id}/messages", tag = "messages",
     params(("id" = String, Path, format = Uuid), ListMessagesQuery, ("X-Tenant-ID" = i64, Header)),
@@ -89,19 +103,8 @@ pub async fn list_messages(
     SessionPath(session): SessionPath,
     Query(q): Query<ListMessagesQuery>,
 ) -> Result<Success<Vec<ChatMessage>>, ApiError> {
-    let mut problems = Problems::default();
-    let term = problems.optional("term", q.term.as_deref(), SearchTerm::parse);
-    let sender_id = problems.optional("sender_id", q.sender_id.as_deref(), UserId::parse);
-    let start = problems.optional("start_date", q.start_date.as_deref(), Timestamp::parse_lower_bound);
-    let end = problems.optional("end_date", q.end_date.as_deref(), Timestamp::parse_upper_bound);
-    if start.zip(end).is_some_and(|(s, e)| s > e) {
-        problems.add("start_date", "must not be after end_date");
-    }
-    let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
-    let cursor = problems.optional("cursor", q.cursor.as_deref(), MessageId::parse);
-    problems.finish()?;
-    let filter = MessageFilter { term, sender_id, start, end };
-    let page = state.chat().list_messages(&caller, session, &filter, PageRequest { limit, direction, cursor }).await?;
+    let (filter, page) = q.parse()?;
+    let page = state.chat().list_messages(&caller, session, &filter, page).await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(ChatMessage::from).collect();
     Ok(Success::ok("messages listed", items).paginated(pagination))
@@ -113,6 +116,13 @@ pub struct MarkReadRequest {
     /// The last message the caller has read.
     #[schema(format = Uuid)]
     pub message_id: String,
+}
+
+impl MarkReadRequest {
+    /// The message named, as a message id (400 otherwise).
+    pub fn message_id(&self) -> Result<MessageId, ApiError> {
+        MessageId::parse(&self.message_id).map_err(|e| ApiError::field("message_id", e))
+    }
 }
 
 /// A participant's read mark.
@@ -147,8 +157,7 @@ pub async fn mark_read(
     SessionPath(session): SessionPath,
     Json(body): Json<MarkReadRequest>,
 ) -> Result<Success<ReadReceipt>, ApiError> {
-    let body = body.ok_or_else(|| ApiError::field("message_id", "is required"))?;
-    let message = MessageId::parse(&body.message_id).map_err(|e| ApiError::field("message_id", e))?;
+    let message = body.ok_or_else(|| ApiError::field("message_id", "is required"))?.message_id()?;
     let mark = state.chat().mark_read(&caller, session, message).await?;
     Ok(Success::ok(
         "read mark saved",

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 mod headers;
 mod health;
+pub mod input;
 mod messages;
 pub mod metrics;
 pub mod model;

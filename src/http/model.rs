@@ -76,6 +76,15 @@ pub struct StartSessionRequest {
     pub agent_id: Option<i64>,
 }
 
+impl StartSessionRequest {
+    /// The agent named, if any, as a user id (400 otherwise).
+    pub fn agent(&self) -> Result<Option<crate::domain::ids::UserId>, super::error::ApiError> {
+        self.agent_id
+            .map(|a| crate::domain::ids::UserId::new(a).map_err(|e| super::error::ApiError::field("agent_id", e)))
+            .transpose()
+    }
+}
+
 /// `SendMessageRequest`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SendMessageRequest {

@@ -12,18 +12,19 @@ use tracing::Instrument;
 /// Header name, lower-case as HTTP/2 requires.
 pub const HEADER: &str = "x-request-id";
 
+/// The client's `X-Request-ID` when well-formed (1 to 128 of `[A-Za-z0-9._-]`), else `None`.
+pub fn accepted(value: Option<&HeaderValue>) -> Option<&str> {
+    value.and_then(|v| v.to_str().ok()).filter(|v| acceptable(v))
+}
+
 fn acceptable(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Wraps the request in a span and a task-local holding its id.
 pub async fn scope(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
+    let id =
+        accepted(req.headers().get(HEADER)).map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let span = tracing::info_span!(
         "request",

@@ -7,8 +7,8 @@ use super::model::{ApiResponse, ErrorResponse, Pagination, StartSessionRequest};
 use super::response::Success;
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::session::{SessionFilter, SessionStatus};
-use crate::service::Problems;
 use crate::service::{Action, PageRequest};
+use crate::service::{Error, Problems};
 use crate::wire::ChatSession;
 use axum::Router;
 use axum::extract::State;
@@ -40,11 +40,7 @@ pub async fn create_session(
     Authed(caller): Authed,
     Json(body): Json<StartSessionRequest>,
 ) -> Result<Success<ChatSession>, ApiError> {
-    let agent_id = body
-        .unwrap_or_default()
-        .agent_id
-        .map(|a| UserId::new(a).map_err(|e| ApiError::field("agent_id", e)))
-        .transpose()?;
+    let agent_id = body.unwrap_or_default().agent()?;
     let quota = state.chat().quotas().check(Action::Open, &caller)?;
     let session = state.chat().open_session(&caller, agent_id).await?;
     Ok(Success::created("session opened", session.into()).quota(quota))
@@ -66,6 +62,20 @@ pub struct ListSessionsQuery {
     direction: Option<String>,
 }
 
+impl ListSessionsQuery {
+    /// The filter and page asked for; every bad parameter is named in one 400.
+    pub fn parse(&self) -> Result<(SessionFilter, PageRequest<SessionId>), Error> {
+        let mut problems = Problems::default();
+        let status = problems
+            .optional("status", self.status.as_deref(), |s| SessionStatus::parse(s).ok_or("must be OPEN or CLOSED"));
+        let agent_id = problems.optional("agent_id", self.agent_id.as_deref(), UserId::parse);
+        let (limit, direction) = page_params(&mut problems, self.limit.as_deref(), self.direction.as_deref());
+        let cursor = problems.optional("cursor", self.cursor.as_deref(), SessionId::parse);
+        problems.finish()?;
+        Ok((SessionFilter { status, agent_id }, PageRequest { limit, direction, cursor }))
+    }
+}
+
 /// Lists the tenant's sessions, newest first.
 #[utoipa::path(get, path = "/sessions", tag = "sessions", params(ListSessionsQuery, ("X-Tenant-ID" = i64, Header)),
     responses(
@@ -77,15 +87,8 @@ pub async fn list_sessions(
     Authed(caller): Authed,
     Query(q): Query<ListSessionsQuery>,
 ) -> Result<Success<Vec<ChatSession>>, ApiError> {
-    let mut problems = Problems::default();
-    let status =
-        problems.optional("status", q.status.as_deref(), |s| SessionStatus::parse(s).ok_or("must be OPEN or CLOSED"));
-    let agent_id = problems.optional("agent_id", q.agent_id.as_deref(), UserId::parse);
-    let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
-    let cursor = problems.optional("cursor", q.cursor.as_deref(), SessionId::parse);
-    problems.finish()?;
-    let filter = SessionFilter { status, agent_id };
-    let page = state.chat().list_sessions(&caller, &filter, PageRequest { limit, direction, cursor }).await?;
+    let (filter, page) = q.parse()?;
+    let page = state.chat().list_sessions(&caller, &filter, page).await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(ChatSession::from).collect();
     Ok(Success::ok("sessions listed", items).paginated(pagination))
@@ -147,6 +150,13 @@ pub struct TransferRequest {
     pub agent_id: i64,
 }
 
+impl TransferRequest {
+    /// The agent named, as a user id (400 otherwise).
+    pub fn agent(&self) -> Result<UserId, ApiError> {
+        UserId::new(self.agent_id).map_err(|e| ApiError::field("agent_id", e))
+    }
+}
+
 /// Hands a session to another online agent.
 #[utoipa::path(post, path = "/sessions/{id}/transfer", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
     request_body = TransferRequest,
@@ -163,8 +173,7 @@ pub async fn transfer_session(
     SessionPath(session): SessionPath,
     Json(body): Json<TransferRequest>,
 ) -> Result<Success<ChatSession>, ApiError> {
-    let body = body.ok_or_else(|| ApiError::field("agent_id", "is required"))?;
-    let to = UserId::new(body.agent_id).map_err(|e| ApiError::field("agent_id", e))?;
+    let to = body.ok_or_else(|| ApiError::field("agent_id", "is required"))?.agent()?;
     let session = state.chat().transfer_session(&caller, session, to).await?;
     Ok(Success::ok("session transferred", session.into()))
 }

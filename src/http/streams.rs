@@ -68,8 +68,10 @@ pub async fn create_ticket(
 /// Query of the stream endpoints.
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {
-    ticket: Option<String>,
-    last_event_id: Option<String>,
+    /// The single-use ticket.
+    pub ticket: Option<String>,
+    /// Where an event stream resumes (the `Last-Event-ID` header wins).
+    pub last_event_id: Option<String>,
 }
 
 async fn redeem(state: &AppState, query: &StreamQuery) -> Result<Peer, ApiError> {
@@ -105,10 +107,7 @@ async fn serve_socket(conn: Connection, socket: WebSocket) {
         .take_while(|msg| future::ready(matches!(msg, Ok(m) if !matches!(m, Message::Close(_)))))
         .filter_map(|msg| {
             future::ready(match msg {
-                Ok(Message::Text(text)) => Some(Inbound::Message(
-                    serde_json::from_str::<ClientMessage>(text.as_str())
-                        .map_err(|e| format!("unreadable message: {e}")),
-                )),
+                Ok(Message::Text(text)) => Some(Inbound::Message(ClientMessage::parse(text.as_str()))),
                 Ok(Message::Binary(_)) => Some(Inbound::Message(Err("binary frames are not supported".to_owned()))),
                 Ok(Message::Ping(_) | Message::Pong(_)) => Some(Inbound::Alive),
                 Ok(Message::Close(_)) | Err(_) => None,
@@ -133,11 +132,7 @@ pub async fn open_event_stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let peer = redeem(&state, &query).await?;
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty())
-        .or(query.last_event_id.as_deref());
+    let last_event_id = super::input::last_event_id(headers.get("last-event-id"), query.last_event_id.as_deref());
     // Refused up front with the envelope (the stream would only carry an error).
     let start = state.chat().subscribe(&peer.identity, peer.home, session, last_event_id).await?;
     let (tx, rx) = futures_channel::mpsc::channel::<Outbound>(state.realtime().settings().queue);

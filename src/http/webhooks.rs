@@ -222,6 +222,18 @@ pub struct UpdateWebhookRequest {
     pub description: Option<String>,
 }
 
+impl From<CreateWebhookRequest> for WebhookInput {
+    fn from(body: CreateWebhookRequest) -> Self {
+        Self { url: Some(body.url), events: Some(body.events), active: body.active, description: body.description }
+    }
+}
+
+impl From<UpdateWebhookRequest> for WebhookInput {
+    fn from(body: UpdateWebhookRequest) -> Self {
+        Self { url: body.url, events: body.events, active: body.active, description: body.description }
+    }
+}
+
 /// Query of the two lists.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -273,13 +285,16 @@ impl FromRequestParts<AppState> for Manager {
     }
 }
 
-fn page_request(q: &ListQuery) -> Result<PageRequest<Uuid>, ApiError> {
-    let mut problems = Problems::default();
-    let (limit, direction) = page_params(&mut problems, q.limit.as_deref(), q.direction.as_deref());
-    let cursor =
-        problems.optional("cursor", q.cursor.as_deref(), |c| Uuid::parse_str(c.trim()).map_err(|_| "must be a UUID"));
-    problems.finish()?;
-    Ok(PageRequest { limit, direction, cursor })
+impl ListQuery {
+    /// The page asked for; every bad parameter is named in one 400.
+    pub fn parse(&self) -> Result<PageRequest<Uuid>, ApiError> {
+        let mut problems = Problems::default();
+        let (limit, direction) = page_params(&mut problems, self.limit.as_deref(), self.direction.as_deref());
+        let cursor = problems
+            .optional("cursor", self.cursor.as_deref(), |c| Uuid::parse_str(c.trim()).map_err(|_| "must be a UUID"));
+        problems.finish()?;
+        Ok(PageRequest { limit, direction, cursor })
+    }
 }
 
 /// Creates a subscription. The answer carries its signing secret, shown only here.
@@ -297,13 +312,7 @@ pub async fn create_webhook(
     Manager { owner, user }: Manager,
     Json(body): Json<CreateWebhookRequest>,
 ) -> Result<Success<WebhookView>, ApiError> {
-    let body = body.ok_or_else(|| ApiError::field("url", "is required"))?;
-    let input = WebhookInput {
-        url: Some(body.url),
-        events: Some(body.events),
-        active: body.active,
-        description: body.description,
-    };
+    let input = body.ok_or_else(|| ApiError::field("url", "is required"))?.into();
     let hook = state.chat().create_webhook(owner, user, input).await?;
     Ok(Success::created("webhook created", WebhookView::new(hook, true)))
 }
@@ -320,7 +329,7 @@ pub async fn list_webhooks(
     Manager { owner, .. }: Manager,
     Query(q): Query<ListQuery>,
 ) -> Result<Success<Vec<WebhookView>>, ApiError> {
-    let page = state.chat().list_webhooks(owner, page_request(&q)?).await?;
+    let page = state.chat().list_webhooks(owner, q.parse()?).await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(|h| WebhookView::new(h, false)).collect();
     Ok(Success::ok("webhooks listed", items).paginated(pagination))
@@ -359,8 +368,7 @@ pub async fn update_webhook(
     Ids(id, _): Ids,
     Json(body): Json<UpdateWebhookRequest>,
 ) -> Result<Success<WebhookView>, ApiError> {
-    let body = body.unwrap_or_default();
-    let input = WebhookInput { url: body.url, events: body.events, active: body.active, description: body.description };
+    let input = body.unwrap_or_default().into();
     let hook = state.chat().update_webhook(owner, id, input).await?;
     Ok(Success::ok("webhook updated", WebhookView::new(hook, false)))
 }
@@ -414,7 +422,7 @@ pub async fn list_deliveries(
     Ids(id, _): Ids,
     Query(q): Query<ListQuery>,
 ) -> Result<Success<Vec<DeliveryView>>, ApiError> {
-    let page = state.chat().list_deliveries(owner, id, page_request(&q)?).await?;
+    let page = state.chat().list_deliveries(owner, id, q.parse()?).await?;
     let pagination = Pagination::from(&page);
     let items = page.items.into_iter().map(DeliveryView::from).collect();
     Ok(Success::ok("deliveries listed", items).paginated(pagination))

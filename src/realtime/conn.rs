@@ -291,6 +291,17 @@ where
     }
 }
 
+/// The session a client message names, in its tenant (`home`, the
+/// ticket's, by default); a 400-style error names the field at fault.
+pub fn target(session_id: &str, tenant_id: Option<i64>, home: TenantId) -> Result<(TenantId, SessionId), Error> {
+    let session = SessionId::parse(session_id).map_err(|e| Error::field("session_id", e))?;
+    let tenant = match tenant_id {
+        Some(t) => TenantId::new(t).map_err(|e| Error::field("tenant_id", e))?,
+        None => home,
+    };
+    Ok((tenant, session))
+}
+
 impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     async fn emit(&mut self, out: Outbound) -> Result<(), End> {
         match tokio::time::timeout(self.rt.settings.write_timeout, self.out.send(out)).await {
@@ -309,14 +320,8 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
         self.send(error_frame(err, session)).await
     }
 
-    /// The session a client message names, in its tenant (the ticket's by default).
     fn target(&self, session_id: &str, tenant_id: Option<i64>) -> Result<(TenantId, SessionId), Error> {
-        let session = SessionId::parse(session_id).map_err(|e| Error::field("session_id", e))?;
-        let tenant = match tenant_id {
-            Some(t) => TenantId::new(t).map_err(|e| Error::field("tenant_id", e))?,
-            None => self.peer.home,
-        };
-        Ok((tenant, session))
+        target(session_id, tenant_id, self.peer.home)
     }
 
     async fn handle(&mut self, msg: Result<ClientMessage, String>) -> Result<(), End> {

@@ -30,8 +30,8 @@ pub use crate::domain::session::InboxItem;
 pub use error::{Error, FieldErrors, Problems};
 pub use inbox::parse_inbox_cursor;
 pub use quota::{Action, QuotaSettings, QuotaState, Quotas, WINDOW_SECS};
-pub use streams::Subscription;
-pub use tickets::IssuedTicket;
+pub use streams::{Subscription, parse_event_id};
+pub use tickets::{IssuedTicket, ticket_tenant};
 pub use webhooks::{WebhookInput, WebhookRules, resolve_allowed};
 pub use write::{Subject, within};
 

@@ -23,6 +23,11 @@ pub struct Subscription {
     pub closed: bool,
 }
 
+/// A client's `last_event_id` (a message or session event id) as a UUID.
+pub fn parse_event_id(raw: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(raw.trim()).map_err(|_| Error::field("last_event_id", "must be a UUID"))
+}
+
 impl Livechat {
     /// Admits `identity` to a session of `tenant` and finds where its events
     /// start: after `last_event_id` (a message or session event id) if
@@ -39,7 +44,7 @@ impl Livechat {
         let after = match last_event_id {
             None => found.last_seq,
             Some(raw) => {
-                let event = Uuid::parse_str(raw.trim()).map_err(|_| Error::field("last_event_id", "must be a UUID"))?;
+                let event = parse_event_id(raw)?;
                 self.store()
                     .event_seq(tenant, session, event)
                     .await?

@@ -17,6 +17,11 @@ pub struct IssuedTicket {
     pub expires_at: Timestamp,
 }
 
+/// The tenant a ticket (`<tenant>.<secret>`) was issued in, if it has that shape.
+pub fn ticket_tenant(ticket: &str) -> Option<TenantId> {
+    ticket.split_once('.').and_then(|(t, _)| TenantId::parse(t).ok())
+}
+
 fn hash_ticket(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -46,7 +51,7 @@ impl Livechat {
 
     /// Redeems a ticket (once): the identity and the tenant it was issued in.
     pub async fn redeem_ticket(&self, ticket: &str) -> Result<(TenantId, Identity), Error> {
-        let tenant = ticket.split_once('.').and_then(|(t, _)| TenantId::parse(t).ok()).ok_or(Error::Unauthorized)?;
+        let tenant = ticket_tenant(ticket).ok_or(Error::Unauthorized)?;
         let now = Timestamp::now();
         let stored = self.store().take_ticket(tenant, &hash_ticket(ticket), now).await?.ok_or(Error::Unauthorized)?;
         if stored.token_exp <= now.unix_seconds() {

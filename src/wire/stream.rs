@@ -50,6 +50,18 @@ pub enum ClientMessage {
     Ping,
 }
 
+impl ClientMessage {
+    /// Reads one WebSocket text frame; the error says why it is unreadable.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        // serde also reads an internally tagged enum from an array whose first
+        // item is the tag (`["ping"]`); a frame is one JSON object.
+        if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+            return Err("unreadable message: a frame is one JSON object".to_owned());
+        }
+        serde_json::from_str(text).map_err(|e| format!("unreadable message: {e}"))
+    }
+}
+
 /// Names of the events a stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub enum EventName {

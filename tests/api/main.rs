@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 
 mod corpus;
+mod fuzz_corpus;
 mod helpers;
 mod node;
 
@@ -19,6 +20,7 @@ mod faults;
 mod headers;
 mod messages;
 mod metrics;
+mod model;
 mod openapi;
 mod operations;
 mod pagination;

@@ -80,12 +80,14 @@ impl PgProxy {
         self.frozen.send_replace(frozen);
     }
 
-    /// `url` with its host and port replaced by the proxy's.
+    /// `url` with its host and port replaced by the proxy's, and TLS off:
+    /// the proxy reads the protocol's messages, so they must be plain text.
     pub fn url_for(&self, url: &str) -> String {
         let (scheme, rest) = url.split_once("://").unwrap();
         let (auth, path) = rest.split_once('/').unwrap();
         let user = auth.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
-        format!("{scheme}://{user}{}/{path}", self.addr)
+        let join = if path.contains('?') { '&' } else { '?' };
+        format!("{scheme}://{user}{}/{path}{join}sslmode=disable", self.addr)
     }
 }
 

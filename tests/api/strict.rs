@@ -289,7 +289,16 @@ async fn date_bounds_outside_the_calendar_or_without_the_t_are_a_400_never_a_500
 async fn websocket_frames_that_are_json_but_not_objects_get_the_error_answer() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let mut ws = crate::stream::Ws::connect(&app, &User::agent(1), 12).await;
-    for frame in [json!([]), json!(1), Value::Null, json!("ping"), json!([{"type": "ping"}]), json!(true)] {
+    for frame in [
+        json!([]),
+        json!(1),
+        Value::Null,
+        json!("ping"),
+        json!([{"type": "ping"}]),
+        json!(["ping"]),
+        json!(["subscribe", "00000000-0000-7000-8000-000000000001"]),
+        json!(true),
+    ] {
         ws.send(frame.clone()).await;
         let answer = ws.next_json().await;
         assert_eq!(
