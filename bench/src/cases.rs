@@ -442,6 +442,12 @@ async fn fanout(
         .iter()
         .map(|s| ctx.tokens.member(seed::member_of(s.tenant), s.tenant))
         .collect::<anyhow::Result<_>>()?;
+    // PostgreSQL publishes its counters about once a second: let the
+    // subscriptions' own transactions (tickets, replay reads) land before
+    // the window opens, or they are counted as the messages' work.
+    if ctx.pg.is_some() {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     let (counter, before) = db_counter(ctx).await;
     ctx.progress.begin(&format!("[{}] {name}", ctx.target), ctx.settings.duration);
     let sampler = Sampler::start(&ctx.pids);
