@@ -442,13 +442,23 @@ async fn fanout(
         .iter()
         .map(|s| ctx.tokens.member(seed::member_of(s.tenant), s.tenant))
         .collect::<anyhow::Result<_>>()?;
-    // PostgreSQL publishes its counters about once a second: let the
-    // subscriptions' own transactions (tickets, replay reads) land before
-    // the window opens, or they are counted as the messages' work.
+    // PostgreSQL publishes a backend's counters late (up to 10 s once it is
+    // idle): wait until the subscriptions' own transactions (tickets, replay
+    // reads, about three per subscriber) have landed and the counter holds
+    // still, or they are counted as the messages' work.
+    let (counter, mut before) = db_counter(ctx).await;
     if ctx.pg.is_some() {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let settle_until = Instant::now() + Duration::from_secs(15);
+        loop {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let (_, now) = db_counter(ctx).await;
+            if now == before || Instant::now() > settle_until {
+                before = now;
+                break;
+            }
+            before = now;
+        }
     }
-    let (counter, before) = db_counter(ctx).await;
     ctx.progress.begin(&format!("[{}] {name}", ctx.target), ctx.settings.duration);
     let sampler = Sampler::start(&ctx.pids);
     let started = Instant::now();
