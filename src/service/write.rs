@@ -96,7 +96,17 @@ impl Livechat {
                     let stored = tokio::time::timeout_at(deadline, read_back()).await;
                     return match stored {
                         Ok(Ok(Some(value))) => Ok(value),
-                        Ok(Ok(None)) => Err(Error::Internal(anyhow::anyhow!("committed write not found"))),
+                        // PostgreSQL hands out again, after a crash, transaction ids whose
+                        // records never reached its log: "committed" is then another
+                        // transaction's. What this write stored would be found by its own
+                        // id, and is not there, so it was lost with the crash.
+                        Ok(Ok(None)) => {
+                            tracing::warn!(
+                                transaction,
+                                "the transaction id reads as committed but the write is absent: reused after a crash"
+                            );
+                            Err(Error::Unavailable(anyhow::anyhow!("the write did not survive the database's crash")))
+                        }
                         Ok(Err(_)) | Err(_) => Err(Error::OutcomeUnknown(subject)),
                     };
                 }

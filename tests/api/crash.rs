@@ -218,7 +218,9 @@ async fn writer(client: reqwest::Client, round: &Round, w: i64, first_seq: u64) 
             }
             Ok((503, body)) if body["message"] == "storage_unavailable" => Outcome::Refused,
             Ok((504, body)) if body["message"] == "outcome_unknown" => Outcome::Unknown,
-            Ok((status, body)) => panic!("writer {w}: unexpected answer {status}: {body}"),
+            Ok((status, body)) => {
+                panic!("writer {w}: unexpected answer {status}: {body} (LIVECHAT_TEST_NODE_LOG=1 shows the node's log)")
+            }
             Err(err) => {
                 assert!(!round.server_stays, "writer {w}: no answer from a server that stays up: {err}");
                 Outcome::Unknown

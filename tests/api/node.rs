@@ -48,7 +48,12 @@ impl Node {
             let mut lines = BufReader::new(stderr).lines();
             let mut kept = Vec::new();
             let mut addr_tx = Some(addr_tx);
+            // LIVECHAT_TEST_NODE_LOG=1 echoes every node's log, to see why an answer was what it was.
+            let echo = std::env::var_os("LIVECHAT_TEST_NODE_LOG").is_some();
             while let Ok(Some(line)) = lines.next_line().await {
+                if echo {
+                    eprintln!("[node] {line}");
+                }
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     if v["message"] == "livechat listening" {
                         if let (Some(tx), Some(addr)) = (addr_tx.take(), v["addr"].as_str()) {

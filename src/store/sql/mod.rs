@@ -438,9 +438,14 @@ impl<DB: Dialect> Db<DB> {
 fn classify<DB: Dialect>(err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::PoolTimedOut if !DB::POOL_TIMEOUT_IS_OUTAGE => StoreError::Unavailable(err.into()),
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
-            StoreError::Unreachable(err.into())
-        }
+        // A protocol or TLS failure is the link's, not the statement's (a
+        // server dying mid-handshake answers half a message): an outage.
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => StoreError::Unreachable(err.into()),
         sqlx::Error::Database(db) if DB::is_outage(db.as_ref()) => StoreError::Unreachable(err.into()),
         sqlx::Error::Database(db) if DB::is_transient(db.as_ref()) => StoreError::Unavailable(err.into()),
         _ => StoreError::Internal(err),
