@@ -237,19 +237,10 @@ fn read_json(path: &Path) -> Value {
 
 /// Every file under `dir` (relative name, bytes), sorted by name.
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in std::fs::read_dir(&at).unwrap_or_else(|e| panic!("read {}: {e}", at.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let name = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                found.push((name, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
+    let mut found: Vec<_> = crate::helpers::files_below(dir)
+        .into_iter()
+        .map(|path| (path.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap()))
+        .collect();
     found.sort();
     found
 }

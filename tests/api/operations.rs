@@ -25,19 +25,11 @@ fn names(text: &str) -> BTreeSet<String> {
 
 /// Every `LIVECHAT_*` name in the `.rs` files under a directory.
 fn names_in_tree(dir: &Path) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                found.extend(names(&std::fs::read_to_string(&path).unwrap()));
-            }
-        }
-    }
-    found
+    crate::helpers::files_below(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .flat_map(|path| names(&std::fs::read_to_string(&path).unwrap()))
+        .collect()
 }
 
 #[test]
