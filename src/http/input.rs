@@ -42,7 +42,7 @@ pub fn json_body<T: DeserializeOwned>(content_type: Option<&str>, bytes: &[u8]) 
     // Every body is a JSON object. Checked before serde sees it: a derived
     // struct also reads a JSON array as its fields in order, so `[]` or
     // `[5]` would otherwise pass for `{}` or `{"agent_id": 5}`.
-    if text.trim_start_matches(|c: char| c.is_ascii_whitespace()).as_bytes().first() != Some(&b'{') {
+    if !crate::wire::opens_an_object(text) {
         return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
             Ok(_) => ApiError::field("body", "must be a JSON object"),
             Err(_) => ApiError::field("body", "must be valid JSON"),

@@ -88,3 +88,10 @@ impl From<Message> for ChatMessage {
         }
     }
 }
+
+/// Whether JSON text opens an object (its first byte past JSON whitespace is
+/// `{`). serde reads a derived struct, and an internally tagged enum, from an
+/// array too; bodies and stream frames must be objects.
+pub fn opens_an_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
+}

@@ -55,7 +55,7 @@ impl ClientMessage {
     pub fn parse(text: &str) -> Result<Self, String> {
         // serde also reads an internally tagged enum from an array whose first
         // item is the tag (`["ping"]`); a frame is one JSON object.
-        if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        if !super::opens_an_object(text) {
             return Err("unreadable message: a frame is one JSON object".to_owned());
         }
         serde_json::from_str(text).map_err(|e| format!("unreadable message: {e}"))
