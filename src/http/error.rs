@@ -38,66 +38,35 @@ impl ApiError {
         Self::Service(Error::field(field, message))
     }
 
-    /// Status and stable code of this error.
+    /// Status and stable code of this error: the service's table
+    /// ([`Error::public`]) plus the few failures only HTTP has.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::Service(err) => match err {
-                Error::Validation(_) => (StatusCode::BAD_REQUEST, "validation_error"),
-                Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-                Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-                Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-                Error::SessionAlreadyActive(_) => (StatusCode::BAD_REQUEST, "session_already_active"),
-                Error::AgentOffline => (StatusCode::BAD_REQUEST, "agent_offline"),
-                Error::AlreadyAssigned(_) => (StatusCode::CONFLICT, "session_already_assigned"),
-                Error::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
-                Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-                Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-                // Not a 503: retrying blindly could store it twice.
-                Error::OutcomeUnknown(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
-                Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
-            },
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
-            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-        }
-    }
-
-    /// `errors` of the envelope: the fields at fault, if any.
-    fn field_errors(&self) -> Option<crate::service::FieldErrors> {
-        let one = |field: &str, message: String| Some([(field.to_owned(), vec![message])].into());
-        match self {
-            Self::Service(Error::Validation(fields)) => Some(fields.clone()),
-            Self::Service(Error::SessionAlreadyActive(id)) => one("session_id", id.to_string()),
-            Self::Service(Error::AgentOffline) => one("agent_id", "agent is offline".to_owned()),
-            Self::Service(Error::OutcomeUnknown(subject)) => one(subject.field, subject.id.clone()),
-            Self::Service(Error::IdempotencyKeyReused) => {
-                one("Idempotency-Key", "was already used with a different body".to_owned())
+        let (status, code) = match self {
+            Self::Service(err) => {
+                let public = err.public();
+                (public.status, public.code)
             }
-            _ => None,
-        }
+            Self::MethodNotAllowed => (405, "method_not_allowed"),
+            Self::PayloadTooLarge => (413, "payload_too_large"),
+            Self::UnsupportedMediaType => (415, "unsupported_media_type"),
+            Self::Busy => (503, "server_busy"),
+            Self::RequestTimeout => (408, "request_timeout"),
+        };
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        match &self {
-            Self::Service(Error::Internal(cause)) => tracing::error!(error = ?cause, "request failed"),
-            Self::Service(Error::Unavailable(cause)) => tracing::warn!(error = %cause, "storage unavailable"),
-            Self::Service(Error::OutcomeUnknown(subject)) => {
-                tracing::error!(field = subject.field, id = %subject.id, "commit outcome unknown at the deadline");
+        let errors = match &self {
+            Self::Service(err) => {
+                err.log("http");
+                err.field_errors()
             }
-            _ => {}
-        }
-        let body = ErrorResponse {
-            success: false,
-            message: code.to_owned(),
-            data: None,
-            meta: meta(None),
-            errors: self.field_errors(),
+            _ => None,
         };
+        let body = ErrorResponse { success: false, message: code.to_owned(), data: None, meta: meta(None), errors };
         let mut res = json_response(status, &body);
         let headers = res.headers_mut();
         match self {

@@ -78,9 +78,9 @@ pub struct StartSessionRequest {
 
 impl StartSessionRequest {
     /// The agent named, if any, as a user id (400 otherwise).
-    pub fn agent(&self) -> Result<Option<crate::domain::ids::UserId>, super::error::ApiError> {
+    pub fn agent(&self) -> Result<Option<crate::domain::ids::UserId>, crate::service::Error> {
         self.agent_id
-            .map(|a| crate::domain::ids::UserId::new(a).map_err(|e| super::error::ApiError::field("agent_id", e)))
+            .map(|a| crate::domain::ids::UserId::new(a).map_err(|e| crate::service::Error::field("agent_id", e)))
             .transpose()
     }
 }

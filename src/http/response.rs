@@ -1,7 +1,6 @@
 //! Building the envelope (CONTRACT section 6); errors are built in [`super::error`].
 
-use super::error::ApiError;
-use super::model::{ApiResponse, Meta, Pagination};
+use super::model::{ApiResponse, ErrorResponse, Meta, Pagination};
 use crate::domain::time::Timestamp;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,16 +24,28 @@ pub fn meta(pagination: Option<Pagination>) -> Meta {
 /// A JSON body with its status and content type.
 pub fn json_response<B: Serialize>(status: StatusCode, body: &B) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut res = (status, bytes).into_response();
-            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            res
-        }
+        Ok(bytes) => json_bytes(status, bytes),
         Err(err) => {
             tracing::error!(error = %err, "response serialisation failed");
-            ApiError::from(crate::service::Error::Internal(err.into())).into_response()
+            // Built here rather than through `ApiError`, which builds its
+            // bodies with this function.
+            let body = ErrorResponse {
+                success: false,
+                message: "internal_error".to_owned(),
+                data: None,
+                meta: meta(None),
+                errors: None,
+            };
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            json_bytes(StatusCode::INTERNAL_SERVER_ERROR, bytes)
         }
     }
+}
+
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut res = (status, bytes).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
 }
 
 /// A successful envelope.

@@ -5,6 +5,7 @@
 //! generic over a `Stream` of client input and a `Sink` of output.
 
 use super::Realtime;
+use super::frame::{Frame, Inbound, Outbound};
 use super::hub::{Backlog, CachedEvent, ConnId, Delivery, Key, Pending};
 use crate::domain::access::{AgentScope, Identity};
 use crate::domain::event::{Notice, StoredEvent};
@@ -15,7 +16,6 @@ use crate::service::{Error, Subscription};
 use crate::wire::stream::{
     ClientMessage, EventData, EventName, PresenceData, ReadData, ServerMessage, TypingData, close,
 };
-use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,55 +27,6 @@ const REPLAY_PAGE: u32 = 100;
 const PRESENCE_WAIT: Duration = Duration::from_secs(3);
 /// A failed read of a session's events is retried after this long.
 const RETRY_READ: Duration = Duration::from_secs(1);
-
-/// What arrives from the client.
-#[derive(Debug)]
-pub enum Inbound {
-    /// A parsed message, or why it could not be parsed.
-    Message(Result<ClientMessage, String>),
-    /// A sign of life without content (a pong).
-    Alive,
-}
-
-/// A server message, serialized once and shared by every stream that sends it.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    /// The JSON text (valid UTF-8).
-    pub json: Bytes,
-    /// The SSE `event:` name.
-    pub event: &'static str,
-    /// The SSE `id:` (persisted events only).
-    pub id: Option<Arc<str>>,
-}
-
-impl Frame {
-    /// Serializes a message.
-    pub fn new(msg: &ServerMessage) -> Self {
-        let (event, id) = msg.sse_fields();
-        let json = serde_json::to_vec(msg).unwrap_or_else(|err| {
-            tracing::error!(error = %err, "stream frame serialisation failed");
-            br#"{"type":"error","code":"internal_error","message":"internal error"}"#.to_vec()
-        });
-        Self { json: Bytes::from(json), event, id: id.map(Arc::from) }
-    }
-
-    /// The JSON as text.
-    pub fn text(&self) -> &str {
-        // Built from serde_json output only, which is UTF-8.
-        std::str::from_utf8(&self.json).unwrap_or_default()
-    }
-}
-
-/// What goes to the client.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A protocol message.
-    Frame(Frame),
-    /// A keep-alive.
-    Ping,
-    /// End the stream with this code and reason.
-    Close(u16, &'static str),
-}
 
 /// Who is connected, as proven by the ticket.
 pub struct Peer {
@@ -140,37 +91,11 @@ fn not_subscribed(session: SessionId) -> ServerMessage {
     ServerMessage::error("not_subscribed", "not subscribed to this session", Some(session.to_string()))
 }
 
-/// The error frame for a failed client request: the one place a service
-/// error becomes a stream error, and where a server-side failure is logged.
-fn error_frame(err: Error, session: Option<SessionId>) -> ServerMessage {
-    let session_id = session.map(|s| s.to_string());
-    match err {
-        Error::Forbidden => ServerMessage::error("forbidden", "not allowed in this tenant", session_id),
-        Error::NotFound => ServerMessage::error("not_found", "no such session in this tenant", session_id),
-        Error::Validation(fields) => {
-            let detail = fields.iter().map(|(k, v)| format!("{k}: {}", v.join(", "))).collect::<Vec<_>>().join("; ");
-            ServerMessage::error("invalid_message", detail, session_id)
-        }
-        Error::Unavailable(cause) => {
-            tracing::warn!(error = %cause, "stream: storage unavailable");
-            ServerMessage::error("storage_unavailable", "storage unavailable; retry", session_id)
-        }
-        Error::RateLimited { retry_after, .. } => {
-            ServerMessage::error("rate_limited", format!("too many requests; retry in {retry_after} s"), session_id)
-        }
-        Error::OutcomeUnknown(subject) => {
-            tracing::error!(field = subject.field, id = %subject.id, "stream: commit outcome unknown");
-            ServerMessage::error(
-                "outcome_unknown",
-                format!("{} {} may or may not be stored", subject.field, subject.id),
-                session_id,
-            )
-        }
-        other => {
-            tracing::error!(error = ?other, "stream request failed");
-            ServerMessage::error("internal_error", "internal error", session_id)
-        }
-    }
+/// The error frame for a failed client request: the service's error table
+/// ([`Error::public`]), logged there once if the failure is the server's.
+fn error_frame(err: &Error, session: Option<SessionId>) -> ServerMessage {
+    err.log("stream");
+    ServerMessage::error(err.public().stream_code, err.detail(), session.map(|s| s.to_string()))
 }
 
 /// A stream admitted to this node: registered in the hub, and for an agent,
@@ -317,7 +242,7 @@ impl<O: Sink<Outbound> + Unpin + Send> Actor<O> {
     }
 
     async fn fail(&mut self, err: Error, session: Option<SessionId>) -> Result<(), End> {
-        self.send(error_frame(err, session)).await
+        self.send(error_frame(&err, session)).await
     }
 
     fn target(&self, session_id: &str, tenant_id: Option<i64>) -> Result<(TenantId, SessionId), Error> {

@@ -7,7 +7,7 @@
 //! touches one shard; a connection remembers its own subscriptions, so
 //! leaving touches only those.
 
-use super::conn::Frame;
+use super::frame::Frame;
 use crate::domain::access::AgentScope;
 use crate::domain::event::{Notice, ReadMark};
 use crate::domain::ids::{SessionId, TenantId, UserId};

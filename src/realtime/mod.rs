@@ -1,20 +1,21 @@
 //! The real-time engine (CONTRACT section 8, `docs/REALTIME.md`): this
 //! node's registry of streams ([`hub`]), fan-out of notices to them, the
-//! per-connection actor ([`conn`]) and presence upkeep. It depends on the
-//! service layer, the wire types and its own settings; it knows nothing of
-//! HTTP. The WebSocket and SSE endpoints that feed it live in `http::streams`.
+//! per-connection actor ([`conn`]), the frames it sends ([`frame`]) and
+//! presence upkeep. It depends on the service layer, the wire types and its
+//! own settings; it knows nothing of HTTP. The WebSocket and SSE endpoints that feed it live in `http::streams`.
 
 pub mod conn;
+pub mod frame;
 pub mod hub;
 mod presence;
 
-pub use conn::{Connection, Inbound, Outbound, Peer, Transport};
+pub use conn::{Connection, Peer, Transport};
+pub use frame::{Frame, Inbound, Outbound};
 
 use crate::domain::event::{Notice, StoredEvent};
 use crate::domain::session::SessionStatus;
 use crate::service::Livechat;
 use crate::wire::stream::ServerMessage;
-use conn::Frame;
 use hub::{AgentStreams, Hub};
 use hub::{CachedEvent, Key};
 use std::sync::{Arc, Mutex, PoisonError};

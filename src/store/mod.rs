@@ -374,6 +374,10 @@ pub enum StoreError {
     /// A claim lost: the session is already assigned to this agent.
     #[error("session already assigned")]
     AlreadyAssigned(Option<UserId>),
+    /// Opening gave up: each try met an open session that was closed
+    /// before it could be named (other requests kept opening and closing).
+    #[error("the tenant's open session kept changing while opening one")]
+    SessionConflict,
     /// The message is not in this session.
     #[error("message not found in this session")]
     MessageNotFound,

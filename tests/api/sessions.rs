@@ -142,6 +142,49 @@ async fn opening_while_another_request_closes_is_never_a_503(backend: Backend) {
     assert!(opened > 1, "sessions were closed, so more than one open must have succeeded");
 }
 
+/// Four workers each open the tenant's session and close whichever is open,
+/// 30 rounds: every open is settled by a definite answer (201, or 400 naming
+/// the open session, or the documented 409), never 503.
+async fn open_and_close_churn_on_one_tenant_gets_only_definite_answers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let agent = User::agent(1);
+    let worker = |n: i64| {
+        let (app, agent, user) = (&app, &agent, User::member(100 + n, 12));
+        async move {
+            let (mut opened, mut refused, mut conflicts) = (0, 0, 0);
+            for _ in 0..30 {
+                let r = app.post("/sessions", &user, 12, None).await;
+                let id = match r.status {
+                    201 => {
+                        opened += 1;
+                        r.data()["id"].as_str().map(str::to_owned)
+                    }
+                    400 => {
+                        r.assert_error(400, "session_already_active");
+                        refused += 1;
+                        r.field_errors("session_id").first().cloned()
+                    }
+                    _ => {
+                        r.assert_error(409, "session_conflict");
+                        conflicts += 1;
+                        None
+                    }
+                };
+                if let Some(id) = id {
+                    let closed = app.post(&format!("/sessions/{id}/close"), agent, 12, None).await;
+                    assert_eq!(closed.status, 200, "{}", closed.body);
+                }
+            }
+            (opened, refused, conflicts)
+        }
+    };
+    let all = futures::future::join_all((0..4).map(worker)).await;
+    let opened: i32 = all.iter().map(|(o, _, _)| o).sum();
+    let answered: i32 = all.iter().map(|(o, r, c)| o + r + c).sum();
+    assert_eq!(answered, 120);
+    assert!(opened > 1, "each round closes what is open, so opens keep succeeding: {all:?}");
+}
+
 async fn get_session_returns_it_and_hides_other_tenants(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.open_session(&User::member(100, 12), 12).await;
@@ -240,6 +283,7 @@ conformance!(
     second_open_session_is_refused_with_the_active_session_id,
     concurrent_session_creation_for_one_tenant_has_exactly_one_winner,
     opening_while_another_request_closes_is_never_a_503,
+    open_and_close_churn_on_one_tenant_gets_only_definite_answers,
     get_session_returns_it_and_hides_other_tenants,
     close_is_for_agents_and_idempotent,
     list_sessions_is_newest_first_with_filters_and_cursor,

@@ -60,66 +60,60 @@ impl<DB: Dialect> SqlStore<DB> {
         row.map(|r| session_from_row(&r)).transpose().map_err(StoreError::Internal)
     }
 
-    /// Inserts the session with its `opened` event; `None` if the tenant
-    /// already has an OPEN session (the partial unique index fired).
-    async fn insert_session(&self, new: &NewSession) -> Result<Option<Session>, StoreError> {
+    /// Inserts the session with its `opened` event, or names the tenant's
+    /// OPEN session, in one write transaction. On SQLite that transaction
+    /// holds the one writer, so the session that stopped the insert is the
+    /// one read after it. On PostgreSQL (read committed) it may be closed
+    /// between the two statements; the insert is then tried again in the
+    /// same transaction, each try meaning another request opened or closed.
+    async fn insert_session(&self, new: &NewSession) -> Result<Session, StoreError> {
         let mut tx = self.db.begin().await?;
-        let mut qb = QueryBuilder::<DB>::new("INSERT INTO sessions (");
-        qb.push(SESSION_COLUMNS).push(") VALUES ");
-        qb.push_values(vec![
-            new.id.uuid().into(),
-            new.tenant_id.get().into(),
-            new.agent_id.map(UserId::get).into(),
-            SessionStatus::Open.as_str().into(),
-            new.opened_by.get().into(),
-            new.created_at.micros().into(),
-            new.created_at.micros().into(),
-            None::<i64>.into(),
-            1_i64.into(),
-        ]);
-        qb.push(" RETURNING ").push(SESSION_COLUMNS);
-        let row = match DB::fetch_optional(&mut tx, &qb).await {
-            Ok(row) => row.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?,
-            Err(sqlx::Error::Database(db)) if DB::violates(db.as_ref(), Constraint::OneOpenSessionPerTenant) => {
-                return Ok(None);
+        for _ in 0..OPEN_ATTEMPTS {
+            let mut qb = QueryBuilder::<DB>::new("INSERT INTO sessions (");
+            qb.push(SESSION_COLUMNS).push(") VALUES ");
+            qb.push_values(vec![
+                new.id.uuid().into(),
+                new.tenant_id.get().into(),
+                new.agent_id.map(UserId::get).into(),
+                SessionStatus::Open.as_str().into(),
+                new.opened_by.get().into(),
+                new.created_at.micros().into(),
+                new.created_at.micros().into(),
+                None::<i64>.into(),
+                1_i64.into(),
+            ]);
+            // The conflict target is the partial index `sessions_one_open_per_tenant`.
+            qb.push(" ON CONFLICT (tenant_id) WHERE status = 'OPEN' DO NOTHING RETURNING ").push(SESSION_COLUMNS);
+            let row = match DB::fetch_optional(&mut tx, &qb).await {
+                Ok(row) => row,
+                Err(sqlx::Error::Database(db)) if DB::violates(db.as_ref(), Constraint::OneOpenSessionPerTenant) => {
+                    None
+                }
+                Err(err) => return Err(self.db.fail(err)),
+            };
+            if let Some(row) = row {
+                let session = session_from_row(&row).map_err(StoreError::Internal)?;
+                let notice = self.record_event(&mut tx, &session, 1, SessionChange::Opened, new.created_at).await?;
+                self.commit_announcing(tx, &[notice]).await?;
+                return Ok(session);
             }
-            Err(err) => return Err(self.db.fail(err)),
-        };
-        let session = session_from_row(&row).map_err(StoreError::Internal)?;
-        let notice = self.record_event(&mut tx, &session, 1, SessionChange::Opened, new.created_at).await?;
-        self.commit_announcing(tx, &[notice]).await?;
-        Ok(Some(session))
-    }
-
-    /// The tenant's OPEN session, if any.
-    async fn open_session_of(&self, tenant: TenantId) -> Result<Option<SessionId>, StoreError> {
-        let mut qb = QueryBuilder::<DB>::new("SELECT id FROM sessions WHERE tenant_id = ");
-        qb.push_bind(tenant.get()).push(" AND status = ").push_bind(SessionStatus::Open.as_str());
-        let row = self.write_one(&qb).await?;
-        row.map(|r| r.uuid("id").map(SessionId::from_uuid)).transpose().map_err(StoreError::Internal)
+            let mut qb = QueryBuilder::<DB>::new("SELECT id FROM sessions WHERE tenant_id = ");
+            qb.push_bind(new.tenant_id.get()).push(" AND status = ").push_bind(SessionStatus::Open.as_str());
+            let open = DB::fetch_optional(&mut tx, &qb).await.map_err(|err| self.db.fail(err))?;
+            if let Some(row) = open {
+                let id = row.uuid("id").map(SessionId::from_uuid).map_err(StoreError::Internal)?;
+                return Err(StoreError::SessionAlreadyActive(id));
+            }
+        }
+        Err(StoreError::SessionConflict)
     }
 }
 
 #[async_trait]
 impl<DB: Dialect> SessionStore for SqlStore<DB> {
     async fn create_session(&self, new: &NewSession) -> Result<Session, StoreError> {
-        // The one-open-session index decides a race; a loser reports the
-        // winner. If the winner was closed before the loser could read it,
-        // the tenant has no open session any more: the insert is simply tried
-        // again (each retry means another request opened or closed meanwhile).
-        for _ in 0..OPEN_ATTEMPTS {
-            match self.insert_session(new).await? {
-                Some(session) => return Ok(session),
-                None => {
-                    if let Some(id) = self.open_session_of(new.tenant_id).await? {
-                        return Err(StoreError::SessionAlreadyActive(id));
-                    }
-                }
-            }
-        }
-        Err(StoreError::Unavailable(anyhow::anyhow!(
-            "the tenant's open session changed {OPEN_ATTEMPTS} times while opening one"
-        )))
+        // The one-open-session index decides a race; a loser names the winner.
+        self.insert_session(new).await
     }
 
     async fn get_session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError> {
