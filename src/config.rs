@@ -1,5 +1,5 @@
 //! Configuration: command-line flags, each with a `LIVECHAT_*` environment
-//! variable, checked once at start-up. Every knob is listed in the README.
+//! variable, checked once at start-up. Every knob is listed in docs/OPERATIONS.md.
 
 use crate::auth::{AuthConfig, KeySource, Secret};
 use crate::domain::access::{AccessPolicy, DEFAULT_ALLOWED_ROLES};

@@ -1,4 +1,4 @@
-//! Token verification and minting (CONTRACT section 2).
+//! Token verification and minting (docs/API.md §2).
 //!
 //! A token proves an [`Identity`]; what that identity may do in a tenant is
 //! decided by [`crate::domain::access`].

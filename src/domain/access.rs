@@ -1,6 +1,6 @@
 //! Who may use livechat in a tenant, and as what.
 //!
-//! The rules of CONTRACT section 2, independent of how the identity was proven.
+//! The rules of docs/API.md §2, independent of how the identity was proven.
 
 use super::ids::{TenantId, UserId};
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! Webhooks: subscriptions, their events and target URLs, deliveries and
-//! the retry rules, free of HTTP and SQL. (CONTRACT section 8a; the worker
+//! the retry rules, free of HTTP and SQL. (docs/API.md §14; the worker
 //! that sends them is `crate::webhooks`.)
 
 use super::event::SessionChange;

@@ -1,4 +1,4 @@
-//! Agent routes: the cross-tenant inbox and presence (CONTRACT section 8).
+//! Agent routes: the cross-tenant inbox and presence (docs/API.md §12).
 
 use super::AppState;
 use super::error::ApiError;

@@ -8,7 +8,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 /// For JSON: nothing may load from it, nothing may frame it.
 const JSON_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// The request headers a browser may send to the API (CONTRACT section 2).
+/// The request headers a browser may send to the API (docs/API.md §3.3).
 const REQUEST_HEADERS: [&str; 6] =
     ["authorization", "x-tenant-id", "content-type", "idempotency-key", "x-request-id", "last-event-id"];
 /// The response headers a browser script may read.

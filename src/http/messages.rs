@@ -1,4 +1,4 @@
-//! `/sessions/:id/messages` routes (CONTRACT section 5).
+//! `/sessions/:id/messages` routes (docs/API.md §11).
 
 use super::AppState;
 use super::error::ApiError;

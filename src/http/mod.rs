@@ -33,7 +33,7 @@ use error::ApiError;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
-/// The prefixes every livechat route is mounted under (CONTRACT section 1).
+/// The prefixes every livechat route is mounted under (docs/API.md §1).
 pub const PREFIXES: [&str; 2] = ["/api/livechat", "/api/vendor/livechat"];
 
 /// Shared, cheaply clonable state of the HTTP layer.

@@ -1,4 +1,4 @@
-//! Building the envelope (CONTRACT section 6); errors are built in [`super::error`].
+//! Building the envelope (docs/API.md §4); errors are built in [`super::error`].
 
 use super::model::{ApiResponse, ErrorResponse, Meta, Pagination};
 use crate::domain::time::Timestamp;

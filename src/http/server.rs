@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-/// Connection-level limits (see the README's configuration table).
+/// Connection-level limits (see docs/OPERATIONS.md, Connections).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// A request head must arrive whole within this, counted from its first byte.

@@ -1,4 +1,4 @@
-//! `/sessions` routes (CONTRACT section 4).
+//! `/sessions` routes (docs/API.md §10; claim and transfer §12.3).
 
 use super::AppState;
 use super::error::ApiError;

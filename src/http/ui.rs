@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rust_embed::Embed;
 
-/// The build output, compiled into the binary (see the README, Web UI).
+/// The build output, compiled into the binary (see docs/UI.md).
 #[derive(Embed)]
 #[folder = "ui/dist/"]
 struct Assets;

@@ -1,4 +1,4 @@
-//! `/webhooks` routes (CONTRACT section 8a): subscriptions of a tenant
+//! `/webhooks` routes (docs/API.md §14): subscriptions of a tenant
 //! (with `X-Tenant-ID`; its agents and admins) or of the platform (without
 //! it; platform agents), their secrets and their delivery logs.
 

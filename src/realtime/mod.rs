@@ -1,4 +1,4 @@
-//! The real-time engine (CONTRACT section 8, `docs/REALTIME.md`): this
+//! The real-time engine (docs/API.md §13, `docs/REALTIME.md`): this
 //! node's registry of streams ([`hub`]), fan-out of notices to them, the
 //! per-connection actor ([`conn`]), the frames it sends ([`frame`]) and
 //! presence upkeep. It depends on the service layer, the wire types and its

@@ -1,4 +1,4 @@
-//! Sending messages and paging through them (CONTRACT section 5).
+//! Sending messages and paging through them (docs/API.md §11).
 
 use super::{Error, Livechat, Subject, listed};
 use crate::domain::access::Caller;

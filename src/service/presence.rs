@@ -1,4 +1,4 @@
-//! Agents going online and offline (CONTRACT section 8), and its upkeep.
+//! Agents going online and offline (docs/API.md §12.2), and its upkeep.
 //! The store announces every change in the transaction that makes it.
 
 use super::{Error, Livechat};

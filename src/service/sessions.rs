@@ -1,4 +1,4 @@
-//! Opening, reading, listing and closing sessions (CONTRACT section 4).
+//! Opening, reading, listing and closing sessions (docs/API.md §10).
 
 use super::{Error, Livechat, Subject, listed, require_agent};
 use crate::domain::access::Caller;

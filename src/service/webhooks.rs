@@ -1,4 +1,4 @@
-//! Webhook subscriptions and their delivery log (CONTRACT section 8a), and
+//! Webhook subscriptions and their delivery log (docs/API.md §14), and
 //! the storage steps the delivery worker (`crate::webhooks`) runs.
 
 use super::{Error, Livechat, PageRequest, Problems, bad_cursor, read_page};

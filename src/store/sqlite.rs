@@ -77,7 +77,7 @@ pub async fn connect(config: &StoreConfig) -> anyhow::Result<SqlStore<Sqlite>> {
         .with_context(|| format!("invalid SQLite URL {}", config.url))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // FULL: every commit is fsynced before the 201 goes out (see README, "Durability").
+        // FULL: every commit is fsynced before the 201 goes out (see docs/RELIABILITY.md, "Durability").
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));

@@ -1,4 +1,4 @@
-//! The webhook delivery worker (CONTRACT section 8a): one per node, beside
+//! The webhook delivery worker (docs/API.md §14, `docs/WEBHOOKS.md`): one per node, beside
 //! the API, never in a request's path.
 //!
 //! It wakes on the node's commit notices (so delivery follows a commit within

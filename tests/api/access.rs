@@ -1,4 +1,4 @@
-//! The access matrix (CONTRACT section 2): each kind of caller × own / other
+//! The access matrix (docs/API.md §2): each kind of caller × own / other
 //! tenant × each route, with the exact status expected.
 
 use crate::conformance;

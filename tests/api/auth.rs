@@ -1,4 +1,4 @@
-//! Token verification (CONTRACT section 2): every bad token is a 401 with
+//! Token verification (docs/API.md §2): every bad token is a 401 with
 //! `WWW-Authenticate: Bearer`; HS256, PEM and JWKS keys all work.
 
 use crate::conformance;

@@ -9,7 +9,7 @@
 //!
 //! The default is the quick variant that `cargo test` runs in CI.
 //! `LIVECHAT_CRASH_ROUNDS=25` runs the long one (25 kills per backend and 25
-//! database outages); see README, Reliability, for its figures.
+//! database outages); see docs/RELIABILITY.md for its figures.
 
 use crate::cluster::PrivatePostgres;
 use crate::helpers::{Backend, TestDb, User};

@@ -1,4 +1,4 @@
-//! The envelope and the error catalogue on every path (CONTRACT sections 6–7).
+//! The envelope and the error catalogue on every path (docs/API.md §4, §6).
 
 use crate::conformance;
 use crate::helpers::{Backend, TestApp, TestOptions, User};

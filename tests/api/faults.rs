@@ -1,4 +1,4 @@
-//! Faults between the server and PostgreSQL (CONTRACT section 7): a commit
+//! Faults between the server and PostgreSQL (docs/API.md §16): a commit
 //! whose answer is lost, a connection cut before its commit, a database that
 //! stops answering. Every request is answered within its deadline, and the
 //! answer says what was stored.

@@ -1,5 +1,5 @@
 //! Security headers on every response, and CORS preflights answered for the
-//! headers the frontend sends (CONTRACT section 2). Backend-independent.
+//! headers the frontend sends (docs/API.md §3). Backend-independent.
 
 use crate::helpers::{Backend, TestApp, TestOptions, User};
 use reqwest::Method;

@@ -1,4 +1,4 @@
-//! Messages: sending, validation, idempotency and filters (CONTRACT section 5).
+//! Messages: sending, validation, idempotency and filters (docs/API.md §11, §8).
 
 use crate::conformance;
 use crate::helpers::{Backend, TestApp, User};

@@ -1,5 +1,5 @@
 //! Pagination under concurrent writers: every match seen exactly once, in
-//! order, and a poller using `direction=after` misses nothing (CONTRACT section 5).
+//! order, and a poller using `direction=after` misses nothing (docs/API.md §7).
 
 use crate::conformance;
 use crate::helpers::{Backend, TestApp, User};

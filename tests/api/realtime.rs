@@ -1,4 +1,4 @@
-//! Real time (CONTRACT section 8): streams, resume, presence, routing,
+//! Real time (docs/API.md §12, §13): streams, resume, presence, routing,
 //! assignment, read marks and the inbox, on both backends.
 
 use crate::conformance;

@@ -1,4 +1,4 @@
-//! Sessions: opening, reading, listing, closing (CONTRACT section 4).
+//! Sessions: opening, reading, listing, closing (docs/API.md §10).
 
 use crate::conformance;
 use crate::helpers::{Backend, TestApp, User};

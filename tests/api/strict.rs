@@ -1,4 +1,4 @@
-//! Strict input (CONTRACT section 2) and connections a client can reuse
+//! Strict input (docs/API.md §3.4) and connections a client can reuse
 //! after any answer. Parsing does not depend on the backend: SQLite only.
 
 use crate::helpers::{Backend, TestApp, TestOptions, User};

@@ -1,4 +1,4 @@
-//! Webhooks (CONTRACT section 8a) against a real HTTP receiver on loopback:
+//! Webhooks (docs/API.md §14, docs/WEBHOOKS.md) against a real HTTP receiver on loopback:
 //! subscriptions and access, Standard Webhooks signatures checked by a
 //! verifier written here from the specification (and by the `standardwebhooks`
 //! library itself when it can be installed), retries, pausing, redelivery,
