@@ -54,6 +54,13 @@ pub fn send(token: &str, tenant: i64, session: Uuid, text: &str) -> Req {
     authed(Req::with_json(Method::POST, path, &json!({ "message": text })), token, tenant)
 }
 
+/// `POST /sessions/:id/messages` with an `Idempotency-Key`, as the web UI sends every message.
+pub fn send_keyed(token: &str, tenant: i64, session: Uuid, text: &str, key: &str) -> Req {
+    let mut req = send(token, tenant, session, text);
+    req.headers.push(("idempotency-key", key.to_owned()));
+    req
+}
+
 /// `GET /sessions/:id/messages?…`.
 pub fn page(token: &str, tenant: i64, session: Uuid, query: &str) -> Req {
     authed(Req::get(format!("{PREFIX}/sessions/{session}/messages?{query}")), token, tenant)

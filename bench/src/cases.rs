@@ -89,9 +89,11 @@ pub fn names(s: &Settings) -> Vec<String> {
     v.extend(["search-rare-c1".into(), "search-common-c1".into(), "search-dated-c1".into()]);
     for c in &s.send_levels {
         v.push(format!("send-hot-c{c}"));
+        v.push(format!("send-hot-c{c}-key"));
     }
     for c in &s.send_levels {
         v.push(format!("send-spread-c{c}"));
+        v.push(format!("send-spread-c{c}-key"));
     }
     v.push(format!("fanout-1x{}", s.fanout_subscribers));
     v.push(format!("fanout-{}x{}", s.spread_sessions, s.fanout_per_session));
@@ -123,6 +125,9 @@ pub async fn run(ctx: &Ctx<'_>, name: &str) -> CaseResult {
 async fn dispatch(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
     let s = ctx.seeded;
     let conc = |prefix: &str| name.strip_prefix(prefix).and_then(|c| c.parse::<usize>().ok());
+    let keyed = |prefix: &str| {
+        name.strip_prefix(prefix).and_then(|c| c.strip_suffix("-key")).and_then(|c| c.parse::<usize>().ok())
+    };
     if name == "healthz-c64" {
         let make: MakeReq = Arc::new(|_, _| (0, Req::get("/healthz")));
         return closed(ctx, name, "GET /healthz: the HTTP stack's ceiling", 64, make).await;
@@ -167,6 +172,32 @@ async fn dispatch(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
         let what = "durable send (201 after commit) into one session";
         return closed(ctx, name, what, c, make).await;
     }
+    // Keys are fresh for each run of a case: a key seen before would replay.
+    let nonce = uuid::Uuid::now_v7().simple().to_string();
+    if let Some(c) = keyed("send-hot-c") {
+        let token = Arc::new(ctx.tokens.member(seed::member_of(s.hot.tenant), s.hot.tenant)?);
+        let (tenant, id) = (s.hot.tenant, s.hot.id);
+        let nonce = nonce.clone();
+        let make: MakeReq = Arc::new(move |w, i| {
+            let (text, key) = keyed_send(&nonce, w, i);
+            (0, api::send_keyed(&token, tenant, id, &text, &key))
+        });
+        let what = "durable send into one session, each with a fresh Idempotency-Key, every 10th a retry";
+        return closed(ctx, name, what, c, make).await;
+    }
+    if let Some(c) = keyed("send-spread-c") {
+        let sessions = spread(ctx)?;
+        let n = sessions.len();
+        let make: MakeReq = Arc::new(move |w, i| {
+            // A retry goes where its original went.
+            let n_orig = if i % 10 == 9 { i - 1 } else { i };
+            let (token, sref) = &sessions[(n_orig as usize * 31 + w * 17) % n];
+            let (text, key) = keyed_send(&nonce, w, i);
+            (0, api::send_keyed(token, sref.tenant, sref.id, &text, &key))
+        });
+        let what = format!("durable keyed send spread over {n} sessions, every 10th a retry");
+        return closed(ctx, name, &what, c, make).await;
+    }
     if let Some(c) = conc("send-spread-c") {
         let sessions = spread(ctx)?;
         let n = sessions.len();
@@ -200,6 +231,14 @@ async fn dispatch(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
         return mixed(ctx).await;
     }
     Err(anyhow!("unknown case {name}"))
+}
+
+/// The body text and key of the `i`th keyed send of worker `w`: a fresh key,
+/// except every 10th send, which retries the one before it (same key, same
+/// body), as a client does when an answer is lost.
+fn keyed_send(nonce: &str, w: usize, i: u64) -> (String, String) {
+    let n = if i % 10 == 9 { i - 1 } else { i };
+    (format!("keyed w{w} n{n}"), format!("{nonce}-{w}-{n}"))
 }
 
 /// Member tokens of every spread session.
