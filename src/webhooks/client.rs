@@ -6,7 +6,7 @@
 //! differently).
 
 use super::sign::signature_header;
-use crate::domain::webhook::{Host, SigningSecret, UrlRules, WebhookUrl, forbidden_address};
+use crate::domain::webhook::{SigningSecret, UrlRules, WebhookUrl};
 use crate::service::resolve_allowed;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::fmt;
@@ -85,22 +85,17 @@ impl Sender {
     pub async fn send(&self, url: &WebhookUrl, id: &str, body: Vec<u8>, secrets: &[SigningSecret]) -> Sent {
         let started = Instant::now();
         let failed = |error: String| Sent { status: None, error: Some(error), duration: started.elapsed() };
-        // The stored URL is checked again: the rules may have tightened since
-        // it was stored, and an address literal never reaches the resolver.
-        let url = match WebhookUrl::parse(url.as_str(), &self.rules) {
-            Ok(url) => url,
+        // The request goes to the URL the guard parsed and checked, so no
+        // second parse can read another host out of the same text.
+        let target = match url.check(&self.rules) {
+            Ok(target) => target,
             Err(why) => return failed(format!("refused: the URL {why}")),
         };
-        if let (Some(Host::Ip(ip)), false) = (url.host(), self.rules.allow_private) {
-            if let Some(why) = forbidden_address(ip) {
-                return failed(format!("refused: {ip} is a {why} address (SSRF protection)"));
-            }
-        }
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let signature = signature_header(secrets, id, timestamp, &body);
         let request = self
             .client
-            .post(url.as_str())
+            .post(target.into_url())
             .header("content-type", "application/json")
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
