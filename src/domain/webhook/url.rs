@@ -267,6 +267,16 @@ mod tests {
         UrlRules { allow_private: false, http_hosts: vec!["127.0.0.1".into()] }
     }
 
+    /// Asserts that each URL is refused for a reason that says `why`.
+    fn assert_refused(urls: &[&str], rules: &UrlRules, why: &str) {
+        for url in urls {
+            match CheckedUrl::parse(url, rules) {
+                Ok(checked) => panic!("{url:?} accepted as {}", checked.as_str()),
+                Err(err) => assert!(err.contains(why), "{url:?}: {err}"),
+            }
+        }
+    }
+
     #[test]
     fn numeric_hosts_are_read_as_the_addresses_they_stand_for() {
         for url in [
@@ -281,36 +291,31 @@ mod tests {
         ] {
             let checked = CheckedUrl::parse(url, &UrlRules { allow_private: true, ..strict() }).unwrap();
             assert_eq!(checked.host(), &Host::Ip("127.0.0.1".parse().unwrap()), "{url}");
-            let err = CheckedUrl::parse(url, &http_to_loopback()).unwrap_err();
-            assert!(err.contains("loopback") && err.contains("SSRF"), "{url}: {err}");
+            assert_refused(&[url], &http_to_loopback(), "loopback address (SSRF protection)");
         }
     }
 
     #[test]
     fn ipv6_forms_of_ipv4_addresses_are_refused() {
-        for url in [
+        let urls = [
             "https://[::ffff:127.0.0.1]/",
             "https://[::ffff:7f00:1]/",
             "https://[0:0:0:0:0:ffff:10.0.0.1]/",
             "https://[::127.0.0.1]/",
             "https://[::]/",
-        ] {
-            let err = CheckedUrl::parse(url, &strict()).unwrap_err();
-            assert!(err.contains("SSRF"), "{url}: {err}");
-        }
+        ];
+        assert_refused(&urls, &strict(), "SSRF");
     }
 
     #[test]
     fn userinfo_is_refused_wherever_the_at_sign_stands() {
-        for url in [
+        let urls = [
             "https://user@10.0.0.1@example.com/",
             "https://user@hooks.example.com/",
             "https://:pass@hooks.example.com/",
             "https://127.0.0.1:443@hooks.example.com/",
-        ] {
-            let err = CheckedUrl::parse(url, &strict()).unwrap_err();
-            assert!(err.contains("credentials"), "{url}: {err}");
-        }
+        ];
+        assert_refused(&urls, &strict(), "credentials");
     }
 
     #[test]
@@ -326,13 +331,12 @@ mod tests {
             assert_eq!(checked.as_str(), stored);
             assert_eq!(checked.host(), Some(Host::Name("hooks.example.com".into())), "{url}");
         }
-        let err = CheckedUrl::parse("https://127.0.0.1\\@hooks.example.com/", &strict()).unwrap_err();
-        assert!(err.contains("loopback"), "{err}");
+        assert_refused(&["https://127.0.0.1\\@hooks.example.com/"], &strict(), "loopback");
     }
 
     #[test]
     fn names_are_read_after_decoding_mapping_and_trailing_dots() {
-        for url in [
+        let urls = [
             "https://local%68ost/",
             "https://LOCALHOST/",
             "https://localhost./",
@@ -340,10 +344,8 @@ mod tests {
             "https://api.localhost../",
             "https://db.internal./",
             "https://printer.LOCAL/",
-        ] {
-            let err = CheckedUrl::parse(url, &strict()).unwrap_err();
-            assert!(err.contains("local host name") || err.contains("host"), "{url}: {err}");
-        }
+        ];
+        assert_refused(&urls, &strict(), "local host name");
         let idn = WebhookUrl::parse("https://Bücher.Example/in", &strict()).unwrap();
         assert_eq!(idn.as_str(), "https://xn--bcher-kva.example/in");
         assert_eq!(idn.host(), Some(Host::Name("xn--bcher-kva.example".into())));
@@ -353,7 +355,7 @@ mod tests {
 
     #[test]
     fn malformed_hosts_are_refused() {
-        for url in [
+        let urls = [
             "https://",
             "https:///",
             "https://a..example.com/",
@@ -363,17 +365,14 @@ mod tests {
             "https://%5B::1%5D/",
             "https://1.2.3.4.5/",
             &format!("https://{}.example.com/", "a".repeat(64)),
-        ] {
-            assert!(CheckedUrl::parse(url, &strict()).is_err(), "{url} must be refused");
-        }
+        ];
+        assert_refused(&urls, &strict(), "");
     }
 
     #[test]
     fn spaces_and_control_characters_are_refused_not_dropped() {
-        for url in ["https://hooks.exa\tmple.com/", "https://hooks.example.com/a\nb", "https://hooks example.com/"] {
-            let err = CheckedUrl::parse(url, &strict()).unwrap_err();
-            assert!(err.contains("spaces or control"), "{url:?}: {err}");
-        }
+        let urls = ["https://hooks.exa\tmple.com/", "https://hooks.example.com/a\nb", "https://hooks example.com/"];
+        assert_refused(&urls, &strict(), "spaces or control");
     }
 
     #[test]
