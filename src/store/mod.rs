@@ -16,11 +16,11 @@
 //!   ([`ClaimRequest`], [`StoreStats`], [`Ticket`]);
 //! - `error`: [`StoreError`] and [`CommitOutcome`];
 //! - `config`: [`StoreConfig`], [`DatabaseUrl`], [`Backend`];
-//! - `connect`: [`connect`], [`migrate`], [`explain_term_search`];
+//! - `connect`: [`connect()`], [`migrate`], [`explain_term_search`];
 //! - `sql`: the implementation, generic over a dialect; `sqlite` and
 //!   `postgres`: the two dialects and how to open them; `migrations`: the
 //!   embedded schema of each; [`commit_gate`]: the deadline check before a
-//!   COMMIT; [`breaker`]: failing fast while the database is unreachable.
+//!   COMMIT; `breaker`: failing fast while the database is unreachable.
 
 mod breaker;
 pub mod commit_gate;

@@ -11,7 +11,7 @@
 //! connection or inside a transaction, paging, and the [`Store`] lifecycle.
 //! Beside it:
 //! - the machinery: `dialect` ([`Dialect`] and what it hands over), `query`
-//!   ([`QueryBuilder`], [`Value`], [`Exec`], [`Record`]), `db` ([`Db`]: the
+//!   ([`QueryBuilder`], [`Value`](query::Value), [`Exec`], [`Record`]), `db` ([`Db`]: the
 //!   pools, the breaker's admission, error classification), `rows` (session
 //!   and message decoders), `commit` (the shared write path: sequence bump,
 //!   session event, commit with announcements);

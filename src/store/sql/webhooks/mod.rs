@@ -13,6 +13,12 @@
 //! recording of an outcome both lock the subscription's row first, so on
 //! PostgreSQL a node fanning out and another recording an outcome cannot
 //! both miss each other and leave a queued delivery without a head.
+//!
+//! Here: the column lists, row decoders and key clauses the files share.
+//! `subscriptions`: [`WebhookStore`](crate::store::WebhookStore), the CRUD
+//! of subscriptions; `outbox`: recording and fanning out outbox rows;
+//! `deliveries`: [`DeliveryStore`](crate::store::DeliveryStore), claims,
+//! outcomes, redelivery, the delivery log and its pruning.
 
 mod deliveries;
 mod outbox;
