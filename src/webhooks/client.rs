@@ -6,7 +6,7 @@
 //! differently).
 
 use super::sign::signature_header;
-use crate::domain::webhook::{Host, SigningSecret, UrlRules, WebhookUrl, forbidden_address};
+use crate::domain::webhook::{SigningSecret, UrlRules, WebhookUrl};
 use crate::service::resolve_allowed;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::fmt;
@@ -85,22 +85,17 @@ impl Sender {
     pub async fn send(&self, url: &WebhookUrl, id: &str, body: Vec<u8>, secrets: &[SigningSecret]) -> Sent {
         let started = Instant::now();
         let failed = |error: String| Sent { status: None, error: Some(error), duration: started.elapsed() };
-        // The stored URL is checked again: the rules may have tightened since
-        // it was stored, and an address literal never reaches the resolver.
-        let url = match WebhookUrl::parse(url.as_str(), &self.rules) {
-            Ok(url) => url,
+        // The request goes to the URL the guard parsed and checked, so no
+        // second parse can read another host out of the same text.
+        let target = match url.check(&self.rules) {
+            Ok(target) => target,
             Err(why) => return failed(format!("refused: the URL {why}")),
         };
-        if let (Some(Host::Ip(ip)), false) = (url.host(), self.rules.allow_private) {
-            if let Some(why) = forbidden_address(ip) {
-                return failed(format!("refused: {ip} is a {why} address (SSRF protection)"));
-            }
-        }
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let signature = signature_header(secrets, id, timestamp, &body);
         let request = self
             .client
-            .post(url.as_str())
+            .post(target.into_url())
             .header("content-type", "application/json")
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -159,7 +154,71 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::webhook::{Host, forbidden_address};
+    use std::net::IpAddr;
     use std::str::FromStr;
+
+    /// reqwest's own reading of `raw` without the guard: the host it would
+    /// connect to, an address when it is a literal (or a name the connector
+    /// would take as one without asking the resolver).
+    fn reqwest_host(raw: &str) -> Option<Result<IpAddr, String>> {
+        let request = reqwest::Client::new().post(raw).build().ok()?;
+        Some(match request.url().host()? {
+            url::Host::Ipv4(ip) => Ok(ip.into()),
+            url::Host::Ipv6(ip) => Ok(ip.into()),
+            url::Host::Domain(name) => name.parse().map_err(|_| name.trim_end_matches('.').to_owned()),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_every_private_address_the_client_would_connect_to() {
+        // Plain http allowed for these hosts, so what refuses is the address rule.
+        let hosts = ["127.0.0.1", "10.0.0.1", "::1", "::ffff:127.0.0.1"].map(String::from).to_vec();
+        let rules = UrlRules { allow_private: false, http_hosts: hosts };
+        let sender = Sender::new(rules.clone(), Duration::from_secs(1)).unwrap();
+        for raw in [
+            "http://127.1/",
+            "http://0x7f.0.0.1/",
+            "http://0177.0.0.1/",
+            "http://2130706433/",
+            "http://127.0.0.1./",
+            "http://%31%32%37.0.0.1/",
+            "http://１２７.０.０.１/",
+            "HTTP://10.1/",
+            "http://10.0.0.1\\@hooks.example.com/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "https://0/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[fe80::1]/",
+        ] {
+            let ip = match reqwest_host(raw) {
+                Some(Ok(ip)) => ip,
+                other => panic!("{raw}: reqwest reads {other:?}, not an address"),
+            };
+            assert!(forbidden_address(ip).is_some(), "{raw}: {ip} is public");
+            let err = WebhookUrl::parse(raw, &rules).unwrap_err();
+            assert!(err.contains("SSRF"), "{raw}: {err}");
+            // Stored before the rules tightened: refused before any connection.
+            let sent = sender.send(&WebhookUrl::from_stored(raw.to_owned()), "id", b"{}".to_vec(), &[]).await;
+            let error = sent.error.unwrap_or_default();
+            assert!(error.starts_with("refused:") && error.contains("SSRF"), "{raw}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_guard_and_the_client_read_the_same_host_name() {
+        for raw in [
+            "https://hooks.example.com\\@127.0.0.1/",
+            "https://hooks.example.com#@127.0.0.1/",
+            "https://HOOKS.example.com./in",
+            "https://Bücher.example/",
+            "https://hooks%2Eexample.com/",
+        ] {
+            let Some(Err(name)) = reqwest_host(raw) else { panic!("{raw}: reqwest reads no name") };
+            assert_eq!(WebhookUrl::parse(raw, &UrlRules::default()).unwrap().host(), Some(Host::Name(name)), "{raw}");
+        }
+    }
 
     #[tokio::test]
     async fn the_resolver_refuses_names_that_resolve_to_loopback_unless_allowed() {
