@@ -8,7 +8,7 @@
 //! `@@start <session>` on its stdout, answered on its stdin). Node.js, npm
 //! and Chromium are required: without them these tests fail, they never skip.
 
-use crate::helpers::{Backend, TempDir, TestDb, TestOptions, User, read, settings};
+use crate::helpers::{Backend, TestDb, TestOptions, User, read, settings, temp_dir};
 use crate::node::Node;
 use livechat::app::Application;
 use serde_json::{Value, json};
@@ -99,18 +99,18 @@ async fn the_ui_is_served_at_the_root_with_a_strict_policy_and_api_errors_stay_j
 #[test]
 fn the_committed_ui_build_is_what_its_sources_build_to() {
     let ui = root().join("ui");
-    let scratch = TempDir::new();
-    ensure_npm_packages(&ui, &["esbuild", "typescript"], &scratch.path);
+    let scratch = temp_dir();
+    ensure_npm_packages(&ui, &["esbuild", "typescript"], scratch.path());
     let tsc = ui.join("node_modules").join("typescript").join("bin").join("tsc");
     let mut check = Command::new("node");
     check.arg(&tsc).args(["--noEmit", "-p"]).arg(&ui);
-    let run = run_bounded(check, "tsc --noEmit (ui)", BUILD_TIMEOUT, &scratch.path);
+    let run = run_bounded(check, "tsc --noEmit (ui)", BUILD_TIMEOUT, scratch.path());
     assert!(run.success, "the UI does not type-check:\n{}", run.output);
 
-    let out = scratch.path.join("dist");
+    let out = scratch.path().join("dist");
     let mut build = Command::new("node");
     build.arg(ui.join("build.mjs")).arg(&out).current_dir(&ui);
-    let run = run_bounded(build, "node ui/build.mjs", BUILD_TIMEOUT, &scratch.path);
+    let run = run_bounded(build, "node ui/build.mjs", BUILD_TIMEOUT, scratch.path());
     assert!(run.success, "the UI build failed:\n{}", run.output);
 
     let committed = files(&ui.join("dist"));
@@ -130,9 +130,9 @@ fn the_committed_ui_build_is_what_its_sources_build_to() {
 async fn agent_and_tenant_user_chat_in_chromium_across_a_server_restart_and_markup_stays_text() {
     let chromium = chromium();
     let browser_dir = root().join("tests").join("browser");
-    let scratch = TempDir::new();
+    let scratch = temp_dir();
     let dir = browser_dir.clone();
-    let path = scratch.path.clone();
+    let path = scratch.path().to_path_buf();
     tokio::task::spawn_blocking(move || ensure_npm_packages(&dir, &["playwright-core"], &path)).await.unwrap();
 
     let db = TestDb::create(Backend::Sqlite).await;
@@ -237,9 +237,14 @@ fn read_json(path: &Path) -> Value {
 
 /// Every file under `dir` (relative name, bytes), sorted by name.
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found: Vec<_> = crate::helpers::files_below(dir)
+    let mut found: Vec<_> = walkdir::WalkDir::new(dir)
         .into_iter()
-        .map(|path| (path.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap()))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("walk {}: {e}", dir.display())))
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| {
+            let path = entry.path();
+            (path.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(path).unwrap())
+        })
         .collect();
     found.sort();
     found
@@ -286,8 +291,8 @@ fn free_port() -> u16 {
 async fn a_frontend_on_an_allowed_origin_calls_the_api_from_chromium_and_others_cannot() {
     let chromium = chromium();
     let browser_dir = root().join("tests").join("browser");
-    let scratch = TempDir::new();
-    let (dir, path) = (browser_dir.clone(), scratch.path.clone());
+    let scratch = temp_dir();
+    let (dir, path) = (browser_dir.clone(), scratch.path().to_path_buf());
     tokio::task::spawn_blocking(move || ensure_npm_packages(&dir, &["playwright-core"], &path)).await.unwrap();
     let (allowed, other) = (free_port(), free_port());
     let origin = reqwest::header::HeaderValue::from_str(&format!("http://127.0.0.1:{allowed}")).unwrap();

@@ -1,6 +1,6 @@
 //! The `livechat` command line, as a newcomer and an operator use it.
 
-use crate::helpers::{Backend, SECRET, TempDir, TestDb, read};
+use crate::helpers::{Backend, SECRET, TestDb, read, temp_dir};
 use crate::node::{Node, binary};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -22,8 +22,8 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn serve_refuses_to_start_without_a_signing_key() {
-    let dir = TempDir::new();
-    let url = format!("sqlite://{}/x.db", dir.path.display());
+    let dir = temp_dir();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
     let out = livechat(&["serve", "--bind", "127.0.0.1:0"], &[("LIVECHAT_DATABASE_URL", &url)]);
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -114,10 +114,10 @@ async fn token_subcommand_mints_a_token_the_server_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_prints_tokens_and_a_curl_line_that_work() {
     use tokio::io::AsyncBufReadExt;
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let mut child = tokio::process::Command::new(binary())
         .args(["serve", "--dev", "--bind", "0.0.0.0:0"])
-        .current_dir(&dir.path)
+        .current_dir(dir.path())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LIVECHAT_LOG_FORMAT", "json")
@@ -177,7 +177,7 @@ async fn dev_mode_prints_tokens_and_a_curl_line_that_work() {
         let kind = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         assert_eq!(kind, "text/html; charset=utf-8");
     }
-    assert!(dir.path.join("data").join("livechat.db").exists(), "SQLite file in the data directory");
+    assert!(dir.path().join("data").join("livechat.db").exists(), "SQLite file in the data directory");
     child.kill().await.unwrap();
 }
 

@@ -1,7 +1,7 @@
 //! Several nodes on one PostgreSQL database, and recovery when the database
 //! restarts underneath a running node.
 
-use crate::helpers::{Backend, TempDir, TestDb, User, read};
+use crate::helpers::{Backend, TempDir, TestDb, User, read, temp_dir};
 use crate::node::Node;
 use crate::stream::{Frame, Ws};
 use serde_json::json;
@@ -144,8 +144,8 @@ impl PrivatePostgres {
     }
 
     pub fn start_new() -> Self {
-        let dir = TempDir::new();
-        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir.path).status().expect("chown");
+        let dir = temp_dir();
+        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().expect("chown");
         assert!(status.success());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let pg = Self { bin: Self::bin_dir(), dir, port };
@@ -156,12 +156,13 @@ impl PrivatePostgres {
     }
 
     fn data(&self) -> String {
-        self.dir.path.join("data").display().to_string()
+        self.dir.path().join("data").display().to_string()
     }
 
     pub fn start(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on", self.port, self.dir.path.display());
-        let log = self.dir.path.join("pg.log").display().to_string();
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on", self.port, self.dir.path().display());
+        let log = self.dir.path().join("pg.log").display().to_string();
         self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"]);
     }
 

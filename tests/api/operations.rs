@@ -25,10 +25,11 @@ fn names(text: &str) -> BTreeSet<String> {
 
 /// Every `LIVECHAT_*` name in the `.rs` files under a directory.
 fn names_in_tree(dir: &Path) -> BTreeSet<String> {
-    crate::helpers::files_below(dir)
+    walkdir::WalkDir::new(dir)
         .into_iter()
-        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
-        .flat_map(|path| names(&std::fs::read_to_string(&path).unwrap()))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("walk {}: {e}", dir.display())))
+        .filter(|entry| entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "rs"))
+        .flat_map(|entry| names(&std::fs::read_to_string(entry.path()).unwrap()))
         .collect()
 }
 

@@ -16,7 +16,7 @@
 //! (`status: "closed"` and `agent_id: null` are errors).
 
 use crate::corpus::{self, Corpus};
-use crate::helpers::TempDir;
+use crate::helpers::temp_dir;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -155,11 +155,11 @@ fn remove(object: &mut Value, key: &str) {
 /// Compiles the real bodies (must pass) and the wrong ones (each must fail).
 fn type_check(real: &[Case], wrong: &[Case]) {
     let types_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("typescript");
-    let scratch = TempDir::new();
-    let tsc = ensure_tsc(&types_dir, &scratch.path);
+    let scratch = temp_dir();
+    let tsc = ensure_tsc(&types_dir, scratch.path());
 
-    let good = Generated::write(&scratch.path, "real-responses", &types_dir, real);
-    let run = run_tsc(&tsc, &scratch.path, &good);
+    let good = Generated::write(scratch.path(), "real-responses", &types_dir, real);
+    let run = run_tsc(&tsc, scratch.path(), &good);
     println!("tsc on {} real bodies took {:.1?}", real.len(), run.took);
     let errors = tsc_errors(&run.output);
     assert!(
@@ -170,8 +170,8 @@ fn type_check(real: &[Case], wrong: &[Case]) {
         run.output,
     );
 
-    let bad = Generated::write(&scratch.path, "wrong-responses", &types_dir, wrong);
-    let run = run_tsc(&tsc, &scratch.path, &bad);
+    let bad = Generated::write(scratch.path(), "wrong-responses", &types_dir, wrong);
+    let run = run_tsc(&tsc, scratch.path(), &bad);
     println!("tsc on {} wrong bodies took {:.1?}", wrong.len(), run.took);
     let errors = tsc_errors(&run.output);
     assert!(!run.success, "tsc accepted deliberately wrong bodies: the check cannot fail\n{}", run.output);

@@ -1040,8 +1040,8 @@ async fn the_standardwebhooks_library_verifies_real_deliveries() {
 
     let outcome = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let python = standardwebhooks_python()?;
-        let dir = crate::helpers::TempDir::new();
-        let file = dir.path.join("cases.json");
+        let dir = crate::helpers::temp_dir();
+        let file = dir.path().join("cases.json");
         std::fs::write(&file, serde_json::to_vec(&cases).unwrap()).unwrap();
         let out =
             run_bounded(std::process::Command::new(python).args(["-c", PY_VERIFY]).arg(&file), Duration::from_secs(60))
