@@ -9,7 +9,7 @@ use crate::domain::access::AgentScope;
 use crate::domain::ids::{SessionId, TenantId};
 use crate::service::{Error, Problems};
 use crate::service::{PageRequest, parse_inbox_cursor};
-use crate::wire::ChatSession;
+use crate::wire::{ChatSession, Presence};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, put};
@@ -79,7 +79,7 @@ pub async fn list_inbox(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PresenceRequest {
     /// `online` (for one presence period; repeat to stay online) or `offline`.
-    #[schema(pattern = "^(online|offline)$")]
+    #[schema(value_type = Presence)]
     pub status: String,
 }
 
@@ -100,7 +100,7 @@ pub struct AgentPresence {
     /// The agent.
     pub agent_id: i64,
     /// `online` or `offline` (this source; a live stream also keeps an agent online).
-    pub status: String,
+    pub status: Presence,
     /// Until when `online` holds without another PUT.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime, nullable = false)]
@@ -126,8 +126,9 @@ pub async fn set_presence(
     let online = body.online()?;
     let agent = who.identity.user_id;
     let expires = state.chat().set_presence(agent, &scope, online).await?;
+    let status = if online { Presence::Online } else { Presence::Offline };
     Ok(Success::ok(
         "presence updated",
-        AgentPresence { agent_id: agent.get(), status: body.status, expires_at: expires.map(|t| t.to_rfc3339()) },
+        AgentPresence { agent_id: agent.get(), status, expires_at: expires.map(|t| t.to_rfc3339()) },
     ))
 }

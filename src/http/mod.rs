@@ -14,6 +14,7 @@ pub mod input;
 mod messages;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod openapi;
 pub mod rate_limit;
 mod request_id;

@@ -98,6 +98,7 @@ pub struct ErrorResponse {
     /// Always `false`.
     pub success: bool,
     /// Stable snake_case code, e.g. `validation_error`, `not_found`.
+    #[schema(value_type = super::names::ErrorCode)]
     pub message: String,
     /// Always `null`.
     #[schema(value_type = Option<Object>, required)]

@@ -6,6 +6,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AuthedIdentity, Json, Query, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination};
+use super::names::{DeliveryStatus, WebhookEvent, WebhookScope, WebhookStatus};
 use super::response::Success;
 use crate::domain::webhook::{Delivery, Owner, Webhook, WebhookState};
 use crate::service::{PageRequest, Problems, WebhookInput};
@@ -34,8 +35,7 @@ pub struct WebhookView {
     #[schema(format = Uuid)]
     pub id: String,
     /// `tenant` (one tenant's events) or `platform` (every tenant's).
-    #[schema(pattern = "^(tenant|platform)$")]
-    pub scope: String,
+    pub scope: WebhookScope,
     /// The tenant, for a tenant's subscription.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -43,12 +43,11 @@ pub struct WebhookView {
     /// Where deliveries are posted.
     pub url: String,
     /// The event types sent.
-    pub events: Vec<String>,
+    pub events: Vec<WebhookEvent>,
     /// Whether deliveries are sent now.
     pub active: bool,
     /// `active`, `paused` (by the server after repeated failures) or `disabled` (by a user).
-    #[schema(pattern = "^(active|paused|disabled)$")]
-    pub status: String,
+    pub status: WebhookStatus,
     /// Why the server paused it; send `{"active": true}` to resume.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -80,18 +79,15 @@ impl WebhookView {
         let now = crate::domain::time::Timestamp::now();
         Self {
             id: hook.id.to_string(),
-            scope: match hook.owner {
-                Owner::Tenant(_) => "tenant".to_owned(),
-                Owner::Platform => "platform".to_owned(),
-            },
+            scope: (&hook.owner).into(),
             tenant_id: match hook.owner {
                 Owner::Tenant(t) => Some(t.get()),
                 Owner::Platform => None,
             },
             url: hook.url.to_string(),
-            events: hook.events.iter().map(|e| e.as_str().to_owned()).collect(),
+            events: hook.events.iter().map(WebhookEvent::from).collect(),
             active: hook.state == WebhookState::Active,
-            status: hook.state.as_str().to_owned(),
+            status: hook.state.into(),
             paused_reason: hook.paused_reason,
             description: hook.description,
             consecutive_failures: hook.consecutive_failures,
@@ -119,7 +115,7 @@ pub struct DeliveryView {
     #[schema(format = Uuid)]
     pub event_id: String,
     /// `message.created`, `session.opened`, `session.assigned` or `session.closed`.
-    pub event_type: String,
+    pub event_type: WebhookEvent,
     /// The tenant the event happened in.
     pub tenant_id: i64,
     /// The session.
@@ -129,8 +125,7 @@ pub struct DeliveryView {
     pub seq: i64,
     /// `queued` (behind an earlier event of the same session), `pending`,
     /// `sending`, `held` (subscription paused or disabled), `delivered`, `failed` (given up).
-    #[schema(pattern = "^(queued|pending|sending|held|delivered|failed)$")]
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Attempts made.
     pub attempts: i64,
     /// When the next attempt is due.
@@ -176,11 +171,11 @@ impl From<Delivery> for DeliveryView {
             id: d.id.to_string(),
             webhook_id: d.webhook_id.to_string(),
             event_id: d.event.id.to_string(),
-            event_type: d.event.kind.as_str().to_owned(),
+            event_type: d.event.kind.into(),
             tenant_id: d.event.tenant_id.get(),
             session_id: d.event.session_id.to_string(),
             seq: d.event.seq,
-            status: d.state.api_name().to_owned(),
+            status: d.state.into(),
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at.filter(|_| next).map(|t| t.to_rfc3339()),
             last_attempt_at: d.last_attempt_at.map(|t| t.to_rfc3339()),
