@@ -10,15 +10,14 @@ use crate::domain::ids::{SessionId, TenantId};
 use crate::service::{Error, Problems};
 use crate::service::{PageRequest, parse_inbox_cursor};
 use crate::wire::{ChatSession, Presence};
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The agent routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/agent/sessions", get(list_inbox)).route("/agents/me/presence", put(set_presence))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(list_inbox)).routes(routes!(set_presence))
 }
 
 fn agent_scope(state: &AppState, who: &AuthedIdentity) -> Result<AgentScope, Error> {
@@ -62,7 +61,7 @@ impl InboxQuery {
     responses(
         (status = 200, description = "A page of the inbox", body = ApiResponse<Vec<ChatSession>>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn list_inbox(
     State(state): State<AppState>,
     who: AuthedIdentity,
@@ -115,7 +114,7 @@ pub struct AgentPresence {
         (status = 200, body = inline(ApiResponse<AgentPresence>)),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn set_presence(
     State(state): State<AppState>,
     who: AuthedIdentity,

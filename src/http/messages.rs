@@ -11,17 +11,14 @@ use crate::domain::time::Timestamp;
 use crate::service::{Action, PageRequest};
 use crate::service::{Error, Problems};
 use crate::wire::ChatMessage;
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The message routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sessions/{id}/messages", post(send_message).get(list_messages))
-        .route("/sessions/{id}/read", post(mark_read))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(send_message, list_messages)).routes(routes!(mark_read))
 }
 
 /// Sends a message to an OPEN session.
@@ -35,7 +32,7 @@ pub fn router() -> Router<AppState> {
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 422, description = "`idempotency_key_reused`", body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn send_message(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -96,7 +93,7 @@ impl ListMessagesQuery {
         (status = 200, description = "A page of messages", body = ApiResponse<Vec<ChatMessage>>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn list_messages(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -150,7 +147,7 @@ pub struct ReadReceipt {
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn mark_read(
     State(state): State<AppState>,
     Authed(caller): Authed,

@@ -1,39 +1,39 @@
-//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+//! The OpenAPI 3.1 document, generated from the handlers' annotations as
+//! their routes are registered (`super::api`).
 
-use super::{agents, messages, model, sessions, streams, webhooks};
-use crate::wire;
 use axum::response::IntoResponse;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "livechat", description = "Multi-tenant livechat API. Every path exists under `/api/livechat` and `/api/vendor/livechat`."),
     servers((url = "/api/livechat"), (url = "/api/vendor/livechat")),
-    paths(
-        sessions::create_session, sessions::list_sessions, sessions::get_session, sessions::close_session,
-        messages::send_message, messages::list_messages, messages::mark_read,
-        sessions::claim_session, sessions::transfer_session,
-        agents::list_inbox, agents::set_presence,
-        streams::create_ticket,
-        webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::update_webhook,
-        webhooks::delete_webhook, webhooks::rotate_secret, webhooks::list_deliveries, webhooks::redeliver,
-    ),
-    components(schemas(wire::ChatSession, wire::ChatMessage, model::Pagination, model::Meta,
-        model::StartSessionRequest, model::SendMessageRequest, model::ErrorResponse,
-        webhooks::WebhookView, webhooks::DeliveryView, webhooks::CreateWebhookRequest, webhooks::UpdateWebhookRequest)),
-    modifiers(&Bearer, &EveryRoute),
+    // Only inlined by the routes' responses; named too, for generated clients.
+    components(schemas(super::webhooks::WebhookView, super::webhooks::DeliveryView)),
+    modifiers(&SecuritySchemes),
 )]
 struct ApiDoc;
 
-struct Bearer;
+/// `bearer` (the JWT) and `tenant` (`X-Tenant-ID`, also a documented header
+/// parameter of each operation): as a scheme, a generated client can set the
+/// tenant once, as it sets the token. An operation that needs the tenant
+/// requires both; one where it is optional accepts either set.
+struct SecuritySchemes;
 
-impl Modify for Bearer {
+impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "tenant",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Tenant-ID",
+                "The tenant acted in: a positive 64-bit integer, in decimal",
+            ))),
         );
     }
 }
@@ -84,22 +84,24 @@ impl Modify for EveryRoute {
     }
 }
 
-/// The document, as generated from the annotations alone.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The document before any route is registered: info, servers, security schemes.
+pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The served document: the generated one with every input constraint the
-/// server enforces written in (`max_message_chars` is the configured limit).
-pub fn served_document(max_message_chars: usize) -> serde_json::Value {
-    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+/// The served document, serialized once: `registered` (the routes' own
+/// annotations) with the statuses every route shares and what depends on
+/// configuration written in (`max_message_chars` is the configured limit).
+pub fn served_document(mut registered: utoipa::openapi::OpenApi, max_message_chars: usize) -> bytes::Bytes {
+    EveryRoute.modify(&mut registered);
+    let mut doc = serde_json::to_value(registered).unwrap_or_default();
     tighten(&mut doc, max_message_chars);
-    doc
+    serde_json::to_vec(&doc).unwrap_or_default().into()
 }
 
 /// `GET …/openapi.json` (public, no token needed).
-pub async fn serve(axum::extract::State(state): axum::extract::State<super::AppState>) -> impl IntoResponse {
-    axum::Json(served_document(state.chat().limits().max_message_chars))
+pub async fn serve(document: bytes::Bytes) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], document)
 }
 
 /// The characters Rust's `str::trim` removes (Unicode `White_Space`), spelled

@@ -10,19 +10,18 @@ use crate::domain::session::{SessionFilter, SessionStatus};
 use crate::service::{Action, PageRequest};
 use crate::service::{Error, Problems};
 use crate::wire::ChatSession;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The session routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sessions", post(create_session).get(list_sessions))
-        .route("/sessions/{id}", get(get_session))
-        .route("/sessions/{id}/close", post(close_session))
-        .route("/sessions/{id}/claim", post(claim_session))
-        .route("/sessions/{id}/transfer", post(transfer_session))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(create_session, list_sessions))
+        .routes(routes!(get_session))
+        .routes(routes!(close_session))
+        .routes(routes!(claim_session))
+        .routes(routes!(transfer_session))
 }
 
 /// Opens the tenant's session.
@@ -34,7 +33,7 @@ pub fn router() -> Router<AppState> {
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
     ),
-    params(("X-Tenant-ID" = i64, Header)), security(("bearer" = [])))]
+    params(("X-Tenant-ID" = i64, Header)), security(("bearer" = [], "tenant" = [])))]
 pub async fn create_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -81,7 +80,7 @@ impl ListSessionsQuery {
     responses(
         (status = 200, description = "A page of sessions", body = ApiResponse<Vec<ChatSession>>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -100,7 +99,7 @@ pub async fn list_sessions(
         (status = 200, body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn get_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -116,7 +115,7 @@ pub async fn get_session(
         (status = 200, body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn close_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -133,7 +132,7 @@ pub async fn close_session(
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
         (status = 409, description = "`session_already_assigned`: another agent holds it", body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn claim_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -166,7 +165,7 @@ impl TransferRequest {
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn transfer_session(
     State(state): State<AppState>,
     Authed(caller): Authed,

@@ -10,22 +10,21 @@ use super::names::{DeliveryStatus, WebhookEvent, WebhookScope, WebhookStatus};
 use super::response::Success;
 use crate::domain::webhook::{Delivery, Owner, Webhook, WebhookState};
 use crate::service::{PageRequest, Problems, WebhookInput};
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 /// The webhook routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", post(create_webhook).get(list_webhooks))
-        .route("/webhooks/{id}", get(get_webhook).patch(update_webhook).delete(delete_webhook))
-        .route("/webhooks/{id}/rotate-secret", post(rotate_secret))
-        .route("/webhooks/{id}/deliveries", get(list_deliveries))
-        .route("/webhooks/{id}/deliveries/{delivery_id}/redeliver", post(redeliver))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(get_webhook, update_webhook, delete_webhook))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(redeliver))
 }
 
 /// A subscription.
@@ -301,7 +300,7 @@ impl ListQuery {
         (status = 400, description = "`validation_error` (`url`: https required, SSRF refusals; `events`)", body = ErrorResponse),
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn create_webhook(
     State(state): State<AppState>,
     Manager { owner, user }: Manager,
@@ -318,7 +317,7 @@ pub async fn create_webhook(
     responses(
         (status = 200, description = "A page of subscriptions", body = inline(ApiResponse<Vec<WebhookView>>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn list_webhooks(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -337,7 +336,7 @@ pub async fn list_webhooks(
         (status = 200, body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn get_webhook(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -356,7 +355,7 @@ pub async fn get_webhook(
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn update_webhook(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -375,7 +374,7 @@ pub async fn update_webhook(
         (status = 200, body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn delete_webhook(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -393,7 +392,7 @@ pub async fn delete_webhook(
         (status = 200, description = "Rotated; `secret` is the new one", body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -410,7 +409,7 @@ pub async fn rotate_secret(
         (status = 200, description = "A page of deliveries", body = inline(ApiResponse<Vec<DeliveryView>>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -432,7 +431,7 @@ pub async fn list_deliveries(
         (status = 202, description = "Queued for delivery now (held while the subscription is not active)", body = inline(ApiResponse<DeliveryView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn redeliver(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
