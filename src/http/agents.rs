@@ -4,6 +4,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AuthedIdentity, Json, Query, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination};
+use super::names::Direction;
+use super::params::{PageLimitText, PositiveIdText};
 use super::response::Success;
 use crate::domain::access::AgentScope;
 use crate::domain::ids::{SessionId, TenantId};
@@ -34,10 +36,12 @@ fn agent_scope(state: &AppState, who: &AuthedIdentity) -> Result<AgentScope, Err
 #[into_params(parameter_in = Query)]
 pub struct InboxQuery {
     /// 1..100, default 10; larger values are clamped.
+    #[param(value_type = PageLimitText, inline, required = false)]
     limit: Option<String>,
     /// A cursor from a previous page (`<tenant>.<session id>`).
     cursor: Option<String>,
     /// `before` (default, older activity) or `after` (newer).
+    #[param(value_type = Direction, inline, required = false)]
     direction: Option<String>,
 }
 
@@ -57,7 +61,7 @@ impl InboxQuery {
 /// The agent inbox: queued sessions and the caller's own open sessions,
 /// across its tenants, newest activity first, with unread counts.
 #[utoipa::path(get, path = "/agent/sessions", tag = "agents",
-    params(InboxQuery, ("X-Tenant-ID" = Option<i64>, Header, description = "Not required on this route")),
+    params(InboxQuery, ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Not required on this route")),
     responses(
         (status = 200, description = "A page of the inbox", body = ApiResponse<Vec<ChatSession>>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
@@ -108,7 +112,7 @@ pub struct AgentPresence {
 
 /// Sets the calling agent online or offline.
 #[utoipa::path(put, path = "/agents/me/presence", tag = "agents",
-    params(("X-Tenant-ID" = Option<i64>, Header, description = "Not required on this route")),
+    params(("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Not required on this route")),
     request_body = PresenceRequest,
     responses(
         (status = 200, body = inline(ApiResponse<AgentPresence>)),

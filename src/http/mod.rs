@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod openapi;
+pub mod params;
 pub mod rate_limit;
 mod request_id;
 pub mod response;

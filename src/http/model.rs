@@ -73,6 +73,7 @@ pub struct ApiResponse<T> {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StartSessionRequest {
     /// Agents only: the agent to assign; defaults to the caller.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub agent_id: Option<i64>,
 }
 

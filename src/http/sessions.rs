@@ -4,6 +4,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Authed, Json, Query, SessionPath, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination, StartSessionRequest};
+use super::names::Direction;
+use super::params::{PageLimitText, PositiveIdText, UuidText};
 use super::response::Success;
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::session::{SessionFilter, SessionStatus};
@@ -33,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
     ),
-    params(("X-Tenant-ID" = i64, Header)), security(("bearer" = [], "tenant" = [])))]
+    params(("X-Tenant-ID" = inline(PositiveIdText), Header)), security(("bearer" = [], "tenant" = [])))]
 pub async fn create_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -50,14 +52,19 @@ pub async fn create_session(
 #[into_params(parameter_in = Query)]
 pub struct ListSessionsQuery {
     /// `OPEN` or `CLOSED`.
+    #[param(value_type = crate::wire::SessionStatus, inline, required = false)]
     status: Option<String>,
     /// Only sessions of this agent.
+    #[param(value_type = PositiveIdText, inline, required = false)]
     agent_id: Option<String>,
     /// 1..100, default 10; larger values are clamped.
+    #[param(value_type = PageLimitText, inline, required = false)]
     limit: Option<String>,
     /// A session id from a previous page.
+    #[param(value_type = UuidText, inline, required = false)]
     cursor: Option<String>,
     /// `before` (default, older) or `after` (newer).
+    #[param(value_type = Direction, inline, required = false)]
     direction: Option<String>,
 }
 
@@ -76,7 +83,7 @@ impl ListSessionsQuery {
 }
 
 /// Lists the tenant's sessions, newest first.
-#[utoipa::path(get, path = "/sessions", tag = "sessions", params(ListSessionsQuery, ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(get, path = "/sessions", tag = "sessions", params(ListSessionsQuery, ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 200, description = "A page of sessions", body = ApiResponse<Vec<ChatSession>>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
@@ -94,7 +101,7 @@ pub async fn list_sessions(
 }
 
 /// One session.
-#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 200, body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
@@ -110,7 +117,7 @@ pub async fn get_session(
 }
 
 /// Closes a session (agents only; idempotent).
-#[utoipa::path(post, path = "/sessions/{id}/close", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(post, path = "/sessions/{id}/close", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 200, body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
@@ -126,7 +133,7 @@ pub async fn close_session(
 }
 
 /// Claims a queued session for the calling agent.
-#[utoipa::path(post, path = "/sessions/{id}/claim", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(post, path = "/sessions/{id}/claim", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 200, description = "Assigned to the caller", body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
@@ -146,6 +153,7 @@ pub async fn claim_session(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TransferRequest {
     /// The online agent to hand the session to.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub agent_id: i64,
 }
 
@@ -157,7 +165,7 @@ impl TransferRequest {
 }
 
 /// Hands a session to another online agent.
-#[utoipa::path(post, path = "/sessions/{id}/transfer", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(post, path = "/sessions/{id}/transfer", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     request_body = TransferRequest,
     responses(
         (status = 200, description = "Assigned to the named agent", body = ApiResponse<ChatSession>),

@@ -7,6 +7,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AuthedIdentity, Query, SessionPath};
 use super::model::ErrorResponse;
+use super::params::PositiveIdText;
 use super::response::Success;
 use crate::realtime::{Connection, Inbound, Outbound, Peer, Transport};
 use crate::wire::stream::ClientMessage;
@@ -50,7 +51,7 @@ pub struct StreamTicket {
 
 /// Issues a short-lived, single-use ticket that authorises one stream.
 #[utoipa::path(post, path = "/realtime/tickets", tag = "realtime",
-    params(("X-Tenant-ID" = i64, Header)),
+    params(("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 201, description = "Ticket issued", body = inline(super::model::ApiResponse<StreamTicket>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),

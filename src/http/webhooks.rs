@@ -6,7 +6,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AuthedIdentity, Json, Query, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination};
-use super::names::{DeliveryStatus, WebhookEvent, WebhookScope, WebhookStatus};
+use super::names::{DeliveryStatus, Direction, WebhookEvent, WebhookScope, WebhookStatus};
+use super::params::{PageLimitText, PositiveIdText, UuidText, webhook_description};
 use super::response::Success;
 use crate::domain::webhook::{Delivery, Owner, Webhook, WebhookState};
 use crate::service::{PageRequest, Problems, WebhookInput};
@@ -195,10 +196,12 @@ pub struct CreateWebhookRequest {
     /// loopback, private or link-local address.
     pub url: String,
     /// Event types to receive, at least one.
+    #[schema(value_type = Vec<WebhookEvent>, min_items = 1)]
     pub events: Vec<String>,
     /// Start active (default) or disabled.
     pub active: Option<bool>,
     /// Free text, up to 500 characters.
+    #[schema(schema_with = webhook_description)]
     pub description: Option<String>,
 }
 
@@ -207,12 +210,14 @@ pub struct CreateWebhookRequest {
 pub struct UpdateWebhookRequest {
     /// New target.
     pub url: Option<String>,
-    /// New event types.
+    /// New event types, at least one.
+    #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// `true` enables (and resumes a paused subscription, sending what was
     /// held), `false` disables.
     pub active: Option<bool>,
     /// New description; an empty string removes it.
+    #[schema(schema_with = webhook_description)]
     pub description: Option<String>,
 }
 
@@ -233,10 +238,13 @@ impl From<UpdateWebhookRequest> for WebhookInput {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1..100, default 10; larger values are clamped.
+    #[param(value_type = PageLimitText, inline, required = false)]
     limit: Option<String>,
     /// An id from a previous page.
+    #[param(value_type = UuidText, inline, required = false)]
     cursor: Option<String>,
     /// `before` (default, older) or `after` (newer).
+    #[param(value_type = Direction, inline, required = false)]
     direction: Option<String>,
 }
 
@@ -293,7 +301,7 @@ impl ListQuery {
 
 /// Creates a subscription. The answer carries its signing secret, shown only here.
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks",
-    params(("X-Tenant-ID" = Option<i64>, Header, description = "The tenant whose subscription; omit for a platform-wide one (platform agents)")),
+    params(("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "The tenant whose subscription; omit for a platform-wide one (platform agents)")),
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Created; `secret` is shown this once", body = inline(ApiResponse<WebhookView>)),
@@ -313,7 +321,7 @@ pub async fn create_webhook(
 
 /// Lists the subscriptions, newest first.
 #[utoipa::path(get, path = "/webhooks", tag = "webhooks",
-    params(ListQuery, ("X-Tenant-ID" = Option<i64>, Header, description = "The tenant whose subscriptions; omit for platform-wide ones (platform agents)")),
+    params(ListQuery, ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "The tenant whose subscriptions; omit for platform-wide ones (platform agents)")),
     responses(
         (status = 200, description = "A page of subscriptions", body = inline(ApiResponse<Vec<WebhookView>>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
@@ -331,7 +339,7 @@ pub async fn list_webhooks(
 
 /// One subscription.
 #[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 200, body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
@@ -348,7 +356,7 @@ pub async fn get_webhook(
 
 /// Changes a subscription; `{"active": true}` resumes a paused one.
 #[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     request_body = UpdateWebhookRequest,
     responses(
         (status = 200, body = inline(ApiResponse<WebhookView>)),
@@ -369,7 +377,7 @@ pub async fn update_webhook(
 
 /// Deletes a subscription and its delivery log; answers with it as it was.
 #[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 200, body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
@@ -387,7 +395,7 @@ pub async fn delete_webhook(
 /// Replaces the signing secret (shown this once). The previous secret keeps
 /// signing too (two signatures per request) until `previous_secret_expires_at`.
 #[utoipa::path(post, path = "/webhooks/{id}/rotate-secret", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 200, description = "Rotated; `secret` is the new one", body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
@@ -404,7 +412,7 @@ pub async fn rotate_secret(
 
 /// The subscription's delivery log, newest first.
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ListQuery, ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ListQuery, ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 200, description = "A page of deliveries", body = inline(ApiResponse<Vec<DeliveryView>>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
@@ -426,7 +434,7 @@ pub async fn list_deliveries(
 /// `webhook-id` (so a receiver that already has it can drop it).
 #[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery_id}/redeliver", tag = "webhooks",
     params(("id" = String, Path, format = Uuid), ("delivery_id" = String, Path, format = Uuid),
-        ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+        ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 202, description = "Queued for delivery now (held while the subscription is not active)", body = inline(ApiResponse<DeliveryView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
