@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::extract::{Authed, Json, Query, SessionPath, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination, SendMessageRequest};
 use super::names::Direction;
+use super::openapi::OutcomeUnknown;
 use super::params::{DateTimeText, IdempotencyKeyText, PageLimitText, PositiveIdText, UuidText, search_term};
 use super::response::Success;
 use crate::domain::ids::{MessageId, UserId};
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         ("Idempotency-Key" = inline(Option<IdempotencyKeyText>), Header, description = "1–255 characters; a retry with the same key returns the original message")),
     request_body = SendMessageRequest,
     responses(
+        OutcomeUnknown,
         (status = 201, description = "Stored (or replayed, with `Idempotent-Replayed: true`)", body = ApiResponse<ChatMessage>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
@@ -152,6 +154,7 @@ pub struct ReadReceipt {
     params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     request_body = MarkReadRequest,
     responses(
+        OutcomeUnknown,
         (status = 200, body = inline(ApiResponse<ReadReceipt>)),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations as
 //! their routes are registered (`super::api`).
 
-use super::model::SendMessageRequest;
+use super::model::{ErrorResponse, SendMessageRequest};
 use super::params::trimmed_text_pattern;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -43,9 +43,16 @@ impl Modify for SecuritySchemes {
 /// Statuses any authenticated route can answer with, added to each of them.
 struct EveryRoute;
 
-/// The operations whose writes may end `outcome_unknown` (504).
-const SETTLED_WRITES: [&str; 6] =
-    ["create_session", "close_session", "claim_session", "transfer_session", "send_message", "mark_read"];
+/// The 504 of a write that settles its commit within the request's deadline
+/// (`service::write`); each such operation lists it in its `responses`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 504,
+    description = "`outcome_unknown`: the write's commit could not be confirmed before the deadline; it may or may \
+                   not be stored. `errors` names its id (`message_id` or `session_id`): look for it before writing \
+                   again, or repeat a send with the same `Idempotency-Key`"
+)]
+pub struct OutcomeUnknown(pub ErrorResponse);
 
 impl Modify for EveryRoute {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -55,7 +62,7 @@ impl Modify for EveryRoute {
                 .description(description)
                 .content(
                     "application/json",
-                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorResponse"))).build(),
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name(ErrorResponse::name()))).build(),
                 )
                 .build()
         };
@@ -68,18 +75,6 @@ impl Modify for EveryRoute {
                 });
                 responses.entry("503".to_owned()).or_insert_with(|| {
                     error("`storage_unavailable`: retry later (`Retry-After`); nothing was written").into()
-                });
-            }
-            // Writes that settle their commit within the request's deadline (`service::write`).
-            let writes = [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten();
-            for op in writes.filter(|op| op.operation_id.as_deref().is_some_and(|id| SETTLED_WRITES.contains(&id))) {
-                op.responses.responses.entry("504".to_owned()).or_insert_with(|| {
-                    error(
-                        "`outcome_unknown`: the write's commit could not be confirmed before the deadline; it may or \
-                         may not be stored. `errors` names its id (`message_id` or `session_id`): look for it before \
-                         writing again, or repeat a send with the same `Idempotency-Key`",
-                    )
-                    .into()
                 });
             }
         }

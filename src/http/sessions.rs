@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::extract::{Authed, Json, Query, SessionPath, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination, StartSessionRequest};
 use super::names::Direction;
+use super::openapi::OutcomeUnknown;
 use super::params::{PageLimitText, PositiveIdText, UuidText};
 use super::response::Success;
 use crate::domain::ids::{SessionId, UserId};
@@ -30,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/sessions", tag = "sessions",
     request_body(content = Option<StartSessionRequest>, description = "May be absent or `{}`"),
     responses(
+        OutcomeUnknown,
         (status = 201, description = "Session opened", body = ApiResponse<ChatSession>),
         (status = 400, description = "`validation_error`, `session_already_active` (errors.session_id), `agent_offline`", body = ErrorResponse),
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
@@ -119,6 +121,7 @@ pub async fn get_session(
 /// Closes a session (agents only; idempotent).
 #[utoipa::path(post, path = "/sessions/{id}/close", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
+        OutcomeUnknown,
         (status = 200, body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
@@ -135,6 +138,7 @@ pub async fn close_session(
 /// Claims a queued session for the calling agent.
 #[utoipa::path(post, path = "/sessions/{id}/claim", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
+        OutcomeUnknown,
         (status = 200, description = "Assigned to the caller", body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
@@ -168,6 +172,7 @@ impl TransferRequest {
 #[utoipa::path(post, path = "/sessions/{id}/transfer", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     request_body = TransferRequest,
     responses(
+        OutcomeUnknown,
         (status = 200, description = "Assigned to the named agent", body = ApiResponse<ChatSession>),
         (status = 400, description = "`validation_error`, `agent_offline`", body = ErrorResponse),
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
