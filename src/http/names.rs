@@ -161,3 +161,47 @@ pub enum ErrorCode {
     /// 503: the server is at its connection cap (`Retry-After`).
     ServerBusy,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{DeliveryStatus, WebhookEvent, WebhookStatus};
+    use crate::domain::session::SessionStatus;
+    use crate::domain::webhook::{DeliveryState, EventType, WebhookState};
+    use crate::wire;
+
+    fn name(value: impl serde::Serialize) -> String {
+        serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
+    #[test]
+    fn each_name_sent_is_the_spelling_the_domain_gives_it() {
+        for e in EventType::ALL {
+            assert_eq!(name(WebhookEvent::from(e)), e.as_str());
+        }
+        for s in [SessionStatus::Open, SessionStatus::Closed] {
+            assert_eq!(name(wire::SessionStatus::from(s)), s.as_str());
+        }
+        for s in [WebhookState::Active, WebhookState::Paused, WebhookState::Disabled] {
+            assert_eq!(name(WebhookStatus::from(s)), s.as_str());
+        }
+        let states = [
+            DeliveryState::Queued,
+            DeliveryState::Pending,
+            DeliveryState::Inflight,
+            DeliveryState::Held,
+            DeliveryState::Delivered,
+            DeliveryState::Failed,
+        ];
+        for s in states {
+            assert_eq!(name(DeliveryStatus::from(s)), s.api_name());
+        }
+    }
+
+    #[test]
+    fn each_direction_named_is_one_the_server_reads() {
+        use crate::domain::page::Direction as Read;
+        for (named, read) in [(super::Direction::Before, Read::Before), (super::Direction::After, Read::After)] {
+            assert_eq!(Read::parse(Some(&name(named))), Ok(read));
+        }
+    }
+}
