@@ -4,21 +4,22 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AuthedIdentity, Json, Query, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination};
+use super::names::Direction;
+use super::params::{PageLimitText, PositiveIdText};
 use super::response::Success;
 use crate::domain::access::AgentScope;
 use crate::domain::ids::{SessionId, TenantId};
 use crate::service::{Error, Problems};
 use crate::service::{PageRequest, parse_inbox_cursor};
-use crate::wire::ChatSession;
-use axum::Router;
+use crate::wire::{ChatSession, Presence};
 use axum::extract::State;
-use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The agent routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/agent/sessions", get(list_inbox)).route("/agents/me/presence", put(set_presence))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(list_inbox)).routes(routes!(set_presence))
 }
 
 fn agent_scope(state: &AppState, who: &AuthedIdentity) -> Result<AgentScope, Error> {
@@ -35,10 +36,12 @@ fn agent_scope(state: &AppState, who: &AuthedIdentity) -> Result<AgentScope, Err
 #[into_params(parameter_in = Query)]
 pub struct InboxQuery {
     /// 1..100, default 10; larger values are clamped.
+    #[param(value_type = PageLimitText, inline, required = false)]
     limit: Option<String>,
     /// A cursor from a previous page (`<tenant>.<session id>`).
     cursor: Option<String>,
     /// `before` (default, older activity) or `after` (newer).
+    #[param(value_type = Direction, inline, required = false)]
     direction: Option<String>,
 }
 
@@ -58,11 +61,11 @@ impl InboxQuery {
 /// The agent inbox: queued sessions and the caller's own open sessions,
 /// across its tenants, newest activity first, with unread counts.
 #[utoipa::path(get, path = "/agent/sessions", tag = "agents",
-    params(InboxQuery, ("X-Tenant-ID" = Option<i64>, Header, description = "Not required on this route")),
+    params(InboxQuery, ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Not required on this route")),
     responses(
         (status = 200, description = "A page of the inbox", body = ApiResponse<Vec<ChatSession>>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn list_inbox(
     State(state): State<AppState>,
     who: AuthedIdentity,
@@ -79,7 +82,7 @@ pub async fn list_inbox(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PresenceRequest {
     /// `online` (for one presence period; repeat to stay online) or `offline`.
-    #[schema(pattern = "^(online|offline)$")]
+    #[schema(value_type = Presence)]
     pub status: String,
 }
 
@@ -100,7 +103,7 @@ pub struct AgentPresence {
     /// The agent.
     pub agent_id: i64,
     /// `online` or `offline` (this source; a live stream also keeps an agent online).
-    pub status: String,
+    pub status: Presence,
     /// Until when `online` holds without another PUT.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime, nullable = false)]
@@ -109,13 +112,13 @@ pub struct AgentPresence {
 
 /// Sets the calling agent online or offline.
 #[utoipa::path(put, path = "/agents/me/presence", tag = "agents",
-    params(("X-Tenant-ID" = Option<i64>, Header, description = "Not required on this route")),
+    params(("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Not required on this route")),
     request_body = PresenceRequest,
     responses(
         (status = 200, body = inline(ApiResponse<AgentPresence>)),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn set_presence(
     State(state): State<AppState>,
     who: AuthedIdentity,
@@ -126,8 +129,9 @@ pub async fn set_presence(
     let online = body.online()?;
     let agent = who.identity.user_id;
     let expires = state.chat().set_presence(agent, &scope, online).await?;
+    let status = if online { Presence::Online } else { Presence::Offline };
     Ok(Success::ok(
         "presence updated",
-        AgentPresence { agent_id: agent.get(), status: body.status, expires_at: expires.map(|t| t.to_rfc3339()) },
+        AgentPresence { agent_id: agent.get(), status, expires_at: expires.map(|t| t.to_rfc3339()) },
     ))
 }

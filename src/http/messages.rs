@@ -4,6 +4,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Authed, Json, Query, SessionPath, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination, SendMessageRequest};
+use super::names::Direction;
+use super::openapi::OutcomeUnknown;
+use super::params::{DateTimeText, IdempotencyKeyText, PageLimitText, PositiveIdText, UuidText, search_term};
 use super::response::Success;
 use crate::domain::ids::{MessageId, UserId};
 use crate::domain::message::{MessageFilter, SearchTerm};
@@ -11,31 +14,29 @@ use crate::domain::time::Timestamp;
 use crate::service::{Action, PageRequest};
 use crate::service::{Error, Problems};
 use crate::wire::ChatMessage;
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The message routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sessions/{id}/messages", post(send_message).get(list_messages))
-        .route("/sessions/{id}/read", post(mark_read))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(send_message, list_messages)).routes(routes!(mark_read))
 }
 
 /// Sends a message to an OPEN session.
 #[utoipa::path(post, path = "/sessions/{id}/messages", tag = "messages",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header),
-        ("Idempotency-Key" = Option<String>, Header, description = "1–255 characters; a retry with the same key returns the original message")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header),
+        ("Idempotency-Key" = inline(Option<IdempotencyKeyText>), Header, description = "1–255 characters; a retry with the same key returns the original message")),
     request_body = SendMessageRequest,
     responses(
+        OutcomeUnknown,
         (status = 201, description = "Stored (or replayed, with `Idempotent-Replayed: true`)", body = ApiResponse<ChatMessage>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 422, description = "`idempotency_key_reused`", body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn send_message(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -56,18 +57,25 @@ pub async fn send_message(
 #[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
     /// Case-insensitive literal substring, 1..200 characters.
+    #[param(schema_with = search_term, required = false)]
     term: Option<String>,
     /// Only this author.
+    #[param(value_type = PositiveIdText, inline, required = false)]
     sender_id: Option<String>,
     /// Inclusive lower bound, RFC 3339 with `T` and an offset, e.g. `2026-11-26T08:00:00.123456Z`.
+    #[param(value_type = DateTimeText, inline, required = false)]
     start_date: Option<String>,
     /// Inclusive upper bound, RFC 3339 with `T` and an offset, e.g. `2026-11-26T08:00:00+07:00`.
+    #[param(value_type = DateTimeText, inline, required = false)]
     end_date: Option<String>,
     /// 1..100, default 10; larger values are clamped.
+    #[param(value_type = PageLimitText, inline, required = false)]
     limit: Option<String>,
     /// A message id of this session.
+    #[param(value_type = UuidText, inline, required = false)]
     cursor: Option<String>,
     /// `before` (default, older than the cursor) or `after` (newer).
+    #[param(value_type = Direction, inline, required = false)]
     direction: Option<String>,
 }
 
@@ -91,12 +99,12 @@ impl ListMessagesQuery {
 
 /// Lists a session's messages, newest first.
 #[utoipa::path(get, path = "/sessions/{id}/messages", tag = "messages",
-    params(("id" = String, Path, format = Uuid), ListMessagesQuery, ("X-Tenant-ID" = i64, Header)),
+    params(("id" = String, Path, format = Uuid), ListMessagesQuery, ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 200, description = "A page of messages", body = ApiResponse<Vec<ChatMessage>>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn list_messages(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -114,7 +122,7 @@ pub async fn list_messages(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct MarkReadRequest {
     /// The last message the caller has read.
-    #[schema(format = Uuid)]
+    #[schema(value_type = UuidText, inline)]
     pub message_id: String,
 }
 
@@ -143,14 +151,15 @@ pub struct ReadReceipt {
 
 /// Moves the caller's read mark forward (never back) and emits a `read` event.
 #[utoipa::path(post, path = "/sessions/{id}/read", tag = "messages",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     request_body = MarkReadRequest,
     responses(
+        OutcomeUnknown,
         (status = 200, body = inline(ApiResponse<ReadReceipt>)),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn mark_read(
     State(state): State<AppState>,
     Authed(caller): Authed,

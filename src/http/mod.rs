@@ -14,7 +14,9 @@ pub mod input;
 mod messages;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod openapi;
+pub mod params;
 pub mod rate_limit;
 mod request_id;
 pub mod response;
@@ -74,15 +76,21 @@ impl AppState {
     }
 }
 
-/// The livechat API relative to one prefix; mounted under each of [`PREFIXES`].
-fn api() -> Router<AppState> {
-    Router::new()
+/// The livechat API relative to one prefix, mounted under each of
+/// [`PREFIXES`], with its OpenAPI document (`/openapi.json`): each route is
+/// registered once, with its `#[utoipa::path]`, and the document is made of
+/// the routes registered.
+fn api(max_message_chars: usize) -> Router<AppState> {
+    let (routes, paths) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .merge(sessions::router())
         .merge(messages::router())
         .merge(agents::router())
         .merge(streams::router())
         .merge(webhooks::router())
-        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .split_for_parts();
+    let document = openapi::served_document(paths, max_message_chars);
+    routes
+        .route("/openapi.json", axum::routing::get(move || openapi::serve(document.clone())))
         .method_not_allowed_fallback(method_not_allowed)
 }
 
@@ -107,7 +115,7 @@ pub use headers::parse_origins;
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
     let request_timeout = state.chat().limits().request_timeout;
     let (max_body_bytes, body_timeout) = (options.max_body_bytes, options.body_timeout);
-    let api = api();
+    let api = api(state.chat().limits().max_message_chars);
     let mut app = Router::new().merge(health::router());
     for prefix in PREFIXES {
         app = app.nest(prefix, api.clone());

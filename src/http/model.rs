@@ -73,6 +73,7 @@ pub struct ApiResponse<T> {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StartSessionRequest {
     /// Agents only: the agent to assign; defaults to the caller.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub agent_id: Option<i64>,
 }
 
@@ -98,6 +99,7 @@ pub struct ErrorResponse {
     /// Always `false`.
     pub success: bool,
     /// Stable snake_case code, e.g. `validation_error`, `not_found`.
+    #[schema(value_type = super::names::ErrorCode)]
     pub message: String,
     /// Always `null`.
     #[schema(value_type = Option<Object>, required)]

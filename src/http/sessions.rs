@@ -4,37 +4,40 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Authed, Json, Query, SessionPath, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination, StartSessionRequest};
+use super::names::Direction;
+use super::openapi::OutcomeUnknown;
+use super::params::{PageLimitText, PositiveIdText, UuidText};
 use super::response::Success;
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::session::{SessionFilter, SessionStatus};
 use crate::service::{Action, PageRequest};
 use crate::service::{Error, Problems};
 use crate::wire::ChatSession;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The session routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sessions", post(create_session).get(list_sessions))
-        .route("/sessions/{id}", get(get_session))
-        .route("/sessions/{id}/close", post(close_session))
-        .route("/sessions/{id}/claim", post(claim_session))
-        .route("/sessions/{id}/transfer", post(transfer_session))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(create_session, list_sessions))
+        .routes(routes!(get_session))
+        .routes(routes!(close_session))
+        .routes(routes!(claim_session))
+        .routes(routes!(transfer_session))
 }
 
 /// Opens the tenant's session.
 #[utoipa::path(post, path = "/sessions", tag = "sessions",
     request_body(content = Option<StartSessionRequest>, description = "May be absent or `{}`"),
     responses(
+        OutcomeUnknown,
         (status = 201, description = "Session opened", body = ApiResponse<ChatSession>),
         (status = 400, description = "`validation_error`, `session_already_active` (errors.session_id), `agent_offline`", body = ErrorResponse),
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
     ),
-    params(("X-Tenant-ID" = i64, Header)), security(("bearer" = [])))]
+    params(("X-Tenant-ID" = inline(PositiveIdText), Header)), security(("bearer" = [], "tenant" = [])))]
 pub async fn create_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -51,14 +54,19 @@ pub async fn create_session(
 #[into_params(parameter_in = Query)]
 pub struct ListSessionsQuery {
     /// `OPEN` or `CLOSED`.
+    #[param(value_type = crate::wire::SessionStatus, inline, required = false)]
     status: Option<String>,
     /// Only sessions of this agent.
+    #[param(value_type = PositiveIdText, inline, required = false)]
     agent_id: Option<String>,
     /// 1..100, default 10; larger values are clamped.
+    #[param(value_type = PageLimitText, inline, required = false)]
     limit: Option<String>,
     /// A session id from a previous page.
+    #[param(value_type = UuidText, inline, required = false)]
     cursor: Option<String>,
     /// `before` (default, older) or `after` (newer).
+    #[param(value_type = Direction, inline, required = false)]
     direction: Option<String>,
 }
 
@@ -77,11 +85,11 @@ impl ListSessionsQuery {
 }
 
 /// Lists the tenant's sessions, newest first.
-#[utoipa::path(get, path = "/sessions", tag = "sessions", params(ListSessionsQuery, ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(get, path = "/sessions", tag = "sessions", params(ListSessionsQuery, ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 200, description = "A page of sessions", body = ApiResponse<Vec<ChatSession>>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -95,12 +103,12 @@ pub async fn list_sessions(
 }
 
 /// One session.
-#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 200, body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn get_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -111,12 +119,13 @@ pub async fn get_session(
 }
 
 /// Closes a session (agents only; idempotent).
-#[utoipa::path(post, path = "/sessions/{id}/close", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(post, path = "/sessions/{id}/close", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
+        OutcomeUnknown,
         (status = 200, body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn close_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -127,13 +136,14 @@ pub async fn close_session(
 }
 
 /// Claims a queued session for the calling agent.
-#[utoipa::path(post, path = "/sessions/{id}/claim", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(post, path = "/sessions/{id}/claim", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
+        OutcomeUnknown,
         (status = 200, description = "Assigned to the caller", body = ApiResponse<ChatSession>),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
         (status = 409, description = "`session_already_assigned`: another agent holds it", body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn claim_session(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -147,6 +157,7 @@ pub async fn claim_session(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TransferRequest {
     /// The online agent to hand the session to.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub agent_id: i64,
 }
 
@@ -158,15 +169,16 @@ impl TransferRequest {
 }
 
 /// Hands a session to another online agent.
-#[utoipa::path(post, path = "/sessions/{id}/transfer", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = i64, Header)),
+#[utoipa::path(post, path = "/sessions/{id}/transfer", tag = "sessions", params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(PositiveIdText), Header)),
     request_body = TransferRequest,
     responses(
+        OutcomeUnknown,
         (status = 200, description = "Assigned to the named agent", body = ApiResponse<ChatSession>),
         (status = 400, description = "`validation_error`, `agent_offline`", body = ErrorResponse),
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, description = "Unknown or CLOSED session", body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn transfer_session(
     State(state): State<AppState>,
     Authed(caller): Authed,

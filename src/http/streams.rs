@@ -7,31 +7,33 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AuthedIdentity, Query, SessionPath};
 use super::model::ErrorResponse;
+use super::params::PositiveIdText;
 use super::response::Success;
 use crate::realtime::{Connection, Inbound, Outbound, Peer, Transport};
 use crate::wire::stream::ClientMessage;
-use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use futures_util::{SinkExt, StreamExt, future};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use tracing::Instrument;
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Read buffer of a WebSocket connection.
 const WS_READ_BUFFER: usize = 4 * 1024;
 /// Largest client message accepted (the protocol's messages are a few hundred bytes).
 const WS_MAX_MESSAGE: usize = 64 * 1024;
 
-/// The stream routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/realtime/tickets", post(create_ticket))
+/// The stream routes, relative to a prefix. Only the ticket is an HTTP
+/// operation; the streams are described by `realtime.json` (AsyncAPI).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(create_ticket))
         .route("/realtime/ws", get(open_websocket))
         .route("/realtime.json", get(describe))
         .route("/sessions/{id}/events", get(open_event_stream))
@@ -49,11 +51,11 @@ pub struct StreamTicket {
 
 /// Issues a short-lived, single-use ticket that authorises one stream.
 #[utoipa::path(post, path = "/realtime/tickets", tag = "realtime",
-    params(("X-Tenant-ID" = i64, Header)),
+    params(("X-Tenant-ID" = inline(PositiveIdText), Header)),
     responses(
         (status = 201, description = "Ticket issued", body = inline(super::model::ApiResponse<StreamTicket>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = [])))]
 pub async fn create_ticket(
     State(state): State<AppState>,
     AuthedIdentity { caller, identity }: AuthedIdentity,

@@ -6,25 +6,26 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AuthedIdentity, Json, Query, page_params};
 use super::model::{ApiResponse, ErrorResponse, Pagination};
+use super::names::{DeliveryStatus, Direction, WebhookEvent, WebhookScope, WebhookStatus};
+use super::params::{PageLimitText, PositiveIdText, UuidText, webhook_description};
 use super::response::Success;
 use crate::domain::webhook::{Delivery, Owner, Webhook, WebhookState};
 use crate::service::{PageRequest, Problems, WebhookInput};
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 /// The webhook routes, relative to a prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", post(create_webhook).get(list_webhooks))
-        .route("/webhooks/{id}", get(get_webhook).patch(update_webhook).delete(delete_webhook))
-        .route("/webhooks/{id}/rotate-secret", post(rotate_secret))
-        .route("/webhooks/{id}/deliveries", get(list_deliveries))
-        .route("/webhooks/{id}/deliveries/{delivery_id}/redeliver", post(redeliver))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(get_webhook, update_webhook, delete_webhook))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(redeliver))
 }
 
 /// A subscription.
@@ -34,8 +35,7 @@ pub struct WebhookView {
     #[schema(format = Uuid)]
     pub id: String,
     /// `tenant` (one tenant's events) or `platform` (every tenant's).
-    #[schema(pattern = "^(tenant|platform)$")]
-    pub scope: String,
+    pub scope: WebhookScope,
     /// The tenant, for a tenant's subscription.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -43,12 +43,11 @@ pub struct WebhookView {
     /// Where deliveries are posted.
     pub url: String,
     /// The event types sent.
-    pub events: Vec<String>,
+    pub events: Vec<WebhookEvent>,
     /// Whether deliveries are sent now.
     pub active: bool,
     /// `active`, `paused` (by the server after repeated failures) or `disabled` (by a user).
-    #[schema(pattern = "^(active|paused|disabled)$")]
-    pub status: String,
+    pub status: WebhookStatus,
     /// Why the server paused it; send `{"active": true}` to resume.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -80,18 +79,15 @@ impl WebhookView {
         let now = crate::domain::time::Timestamp::now();
         Self {
             id: hook.id.to_string(),
-            scope: match hook.owner {
-                Owner::Tenant(_) => "tenant".to_owned(),
-                Owner::Platform => "platform".to_owned(),
-            },
+            scope: (&hook.owner).into(),
             tenant_id: match hook.owner {
                 Owner::Tenant(t) => Some(t.get()),
                 Owner::Platform => None,
             },
             url: hook.url.to_string(),
-            events: hook.events.iter().map(|e| e.as_str().to_owned()).collect(),
+            events: hook.events.iter().map(WebhookEvent::from).collect(),
             active: hook.state == WebhookState::Active,
-            status: hook.state.as_str().to_owned(),
+            status: hook.state.into(),
             paused_reason: hook.paused_reason,
             description: hook.description,
             consecutive_failures: hook.consecutive_failures,
@@ -119,7 +115,7 @@ pub struct DeliveryView {
     #[schema(format = Uuid)]
     pub event_id: String,
     /// `message.created`, `session.opened`, `session.assigned` or `session.closed`.
-    pub event_type: String,
+    pub event_type: WebhookEvent,
     /// The tenant the event happened in.
     pub tenant_id: i64,
     /// The session.
@@ -129,8 +125,7 @@ pub struct DeliveryView {
     pub seq: i64,
     /// `queued` (behind an earlier event of the same session), `pending`,
     /// `sending`, `held` (subscription paused or disabled), `delivered`, `failed` (given up).
-    #[schema(pattern = "^(queued|pending|sending|held|delivered|failed)$")]
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Attempts made.
     pub attempts: i64,
     /// When the next attempt is due.
@@ -176,11 +171,11 @@ impl From<Delivery> for DeliveryView {
             id: d.id.to_string(),
             webhook_id: d.webhook_id.to_string(),
             event_id: d.event.id.to_string(),
-            event_type: d.event.kind.as_str().to_owned(),
+            event_type: d.event.kind.into(),
             tenant_id: d.event.tenant_id.get(),
             session_id: d.event.session_id.to_string(),
             seq: d.event.seq,
-            status: d.state.api_name().to_owned(),
+            status: d.state.into(),
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at.filter(|_| next).map(|t| t.to_rfc3339()),
             last_attempt_at: d.last_attempt_at.map(|t| t.to_rfc3339()),
@@ -201,10 +196,12 @@ pub struct CreateWebhookRequest {
     /// loopback, private or link-local address.
     pub url: String,
     /// Event types to receive, at least one.
+    #[schema(value_type = Vec<WebhookEvent>, min_items = 1)]
     pub events: Vec<String>,
     /// Start active (default) or disabled.
     pub active: Option<bool>,
     /// Free text, up to 500 characters.
+    #[schema(schema_with = webhook_description)]
     pub description: Option<String>,
 }
 
@@ -213,12 +210,14 @@ pub struct CreateWebhookRequest {
 pub struct UpdateWebhookRequest {
     /// New target.
     pub url: Option<String>,
-    /// New event types.
+    /// New event types, at least one.
+    #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// `true` enables (and resumes a paused subscription, sending what was
     /// held), `false` disables.
     pub active: Option<bool>,
     /// New description; an empty string removes it.
+    #[schema(schema_with = webhook_description)]
     pub description: Option<String>,
 }
 
@@ -239,10 +238,13 @@ impl From<UpdateWebhookRequest> for WebhookInput {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1..100, default 10; larger values are clamped.
+    #[param(value_type = PageLimitText, inline, required = false)]
     limit: Option<String>,
     /// An id from a previous page.
+    #[param(value_type = UuidText, inline, required = false)]
     cursor: Option<String>,
     /// `before` (default, older) or `after` (newer).
+    #[param(value_type = Direction, inline, required = false)]
     direction: Option<String>,
 }
 
@@ -299,14 +301,14 @@ impl ListQuery {
 
 /// Creates a subscription. The answer carries its signing secret, shown only here.
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks",
-    params(("X-Tenant-ID" = Option<i64>, Header, description = "The tenant whose subscription; omit for a platform-wide one (platform agents)")),
+    params(("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "The tenant whose subscription; omit for a platform-wide one (platform agents)")),
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Created; `secret` is shown this once", body = inline(ApiResponse<WebhookView>)),
         (status = 400, description = "`validation_error` (`url`: https required, SSRF refusals; `events`)", body = ErrorResponse),
         (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn create_webhook(
     State(state): State<AppState>,
     Manager { owner, user }: Manager,
@@ -319,11 +321,11 @@ pub async fn create_webhook(
 
 /// Lists the subscriptions, newest first.
 #[utoipa::path(get, path = "/webhooks", tag = "webhooks",
-    params(ListQuery, ("X-Tenant-ID" = Option<i64>, Header, description = "The tenant whose subscriptions; omit for platform-wide ones (platform agents)")),
+    params(ListQuery, ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "The tenant whose subscriptions; omit for platform-wide ones (platform agents)")),
     responses(
         (status = 200, description = "A page of subscriptions", body = inline(ApiResponse<Vec<WebhookView>>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn list_webhooks(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -337,12 +339,12 @@ pub async fn list_webhooks(
 
 /// One subscription.
 #[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 200, body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn get_webhook(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -354,14 +356,14 @@ pub async fn get_webhook(
 
 /// Changes a subscription; `{"active": true}` resumes a paused one.
 #[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     request_body = UpdateWebhookRequest,
     responses(
         (status = 200, body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn update_webhook(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -375,12 +377,12 @@ pub async fn update_webhook(
 
 /// Deletes a subscription and its delivery log; answers with it as it was.
 #[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 200, body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn delete_webhook(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -393,12 +395,12 @@ pub async fn delete_webhook(
 /// Replaces the signing secret (shown this once). The previous secret keeps
 /// signing too (two signatures per request) until `previous_secret_expires_at`.
 #[utoipa::path(post, path = "/webhooks/{id}/rotate-secret", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 200, description = "Rotated; `secret` is the new one", body = inline(ApiResponse<WebhookView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -410,12 +412,12 @@ pub async fn rotate_secret(
 
 /// The subscription's delivery log, newest first.
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks",
-    params(("id" = String, Path, format = Uuid), ListQuery, ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+    params(("id" = String, Path, format = Uuid), ListQuery, ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 200, description = "A page of deliveries", body = inline(ApiResponse<Vec<DeliveryView>>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,
@@ -432,12 +434,12 @@ pub async fn list_deliveries(
 /// `webhook-id` (so a receiver that already has it can drop it).
 #[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery_id}/redeliver", tag = "webhooks",
     params(("id" = String, Path, format = Uuid), ("delivery_id" = String, Path, format = Uuid),
-        ("X-Tenant-ID" = Option<i64>, Header, description = "Omit for a platform-wide subscription")),
+        ("X-Tenant-ID" = inline(Option<PositiveIdText>), Header, description = "Omit for a platform-wide subscription")),
     responses(
         (status = 202, description = "Queued for delivery now (held while the subscription is not active)", body = inline(ApiResponse<DeliveryView>)),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
-    ), security(("bearer" = [])))]
+    ), security(("bearer" = [], "tenant" = []), ("bearer" = [])))]
 pub async fn redeliver(
     State(state): State<AppState>,
     Manager { owner, .. }: Manager,

@@ -6,7 +6,7 @@
 pub mod stream;
 
 use crate::domain::message::Message;
-use crate::domain::session::Session;
+use crate::domain::session::{self, Session};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -22,9 +22,8 @@ pub struct ChatSession {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub agent_id: Option<i64>,
-    /// `OPEN` or `CLOSED`.
-    #[schema(pattern = "^(OPEN|CLOSED)$")]
-    pub status: String,
+    /// Whether it still accepts messages.
+    pub status: SessionStatus,
     /// RFC 3339 UTC, microseconds.
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -49,7 +48,7 @@ impl From<Session> for ChatSession {
             id: s.id.to_string(),
             tenant_id: s.tenant_id.get(),
             agent_id: s.agent_id.map(|a| a.get()),
-            status: s.status.as_str().to_owned(),
+            status: s.status.into(),
             created_at: s.created_at.to_rfc3339(),
             updated_at: s.updated_at.to_rfc3339(),
             opened_by: s.opened_by.get(),
@@ -57,6 +56,35 @@ impl From<Session> for ChatSession {
             unread_count: s.unread_count,
         }
     }
+}
+
+/// `ChatSession.status`, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SessionStatus {
+    /// Accepting messages.
+    Open,
+    /// Closed by an agent; readable, no longer writable.
+    Closed,
+}
+
+impl From<session::SessionStatus> for SessionStatus {
+    fn from(status: session::SessionStatus) -> Self {
+        match status {
+            session::SessionStatus::Open => Self::Open,
+            session::SessionStatus::Closed => Self::Closed,
+        }
+    }
+}
+
+/// An agent's presence, as sent and as set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    /// Takes sessions.
+    Online,
+    /// Does not.
+    Offline,
 }
 
 /// `ChatMessage`.

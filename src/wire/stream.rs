@@ -108,7 +108,7 @@ pub struct PresenceData {
     /// The agent.
     pub agent_id: i64,
     /// `online` or `offline`.
-    #[schema(pattern = "^(online|offline)$")]
+    #[schema(value_type = super::Presence)]
     pub status: &'static str,
 }
 
@@ -186,6 +186,7 @@ pub enum ServerMessage {
         /// Its tenant.
         tenant_id: i64,
         /// `requested` or `session_closed`.
+        #[schema(value_type = UnsubscribeReason)]
         reason: &'static str,
     },
     /// Inbox events will follow.
@@ -242,6 +243,16 @@ impl ServerMessage {
             Self::Error { .. } => ("error", None),
         }
     }
+}
+
+/// Why a subscription ended (the schema of `unsubscribed.reason`).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsubscribeReason {
+    /// The client sent `unsubscribe`.
+    Requested,
+    /// The session was closed.
+    SessionClosed,
 }
 
 /// WebSocket close codes the server uses.

@@ -49,6 +49,12 @@ async fn openapi_document_lists_every_route_with_its_methods() {
     let scheme = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(scheme["type"], "http", "bearer security scheme: {scheme}");
     assert_eq!(scheme["scheme"], "bearer", "bearer security scheme: {scheme}");
+    // The tenant as a scheme too, so a generated client sets it once.
+    let tenant = &doc["components"]["securitySchemes"]["tenant"];
+    assert_eq!(
+        (&tenant["type"], &tenant["in"], &tenant["name"]),
+        (&json!("apiKey"), &json!("header"), &json!("X-Tenant-ID"))
+    );
 
     let mut problems = Vec::new();
     // Every documented operation is served: asked without a token, an
@@ -89,6 +95,15 @@ async fn openapi_document_lists_every_route_with_its_methods() {
         if tenant_header != Some(tenant_required) {
             let expected = if tenant_required { "a required" } else { "an optional" };
             problems.push(format!("{here}: X-Tenant-ID is not documented as {expected} header"));
+        }
+        // Each set of schemes an operation accepts; the tenant is in every
+        // set where it is required, in one at least where it is optional.
+        let sets: Vec<&Map<String, Value>> =
+            op["security"].as_array().into_iter().flatten().filter_map(Value::as_object).collect();
+        let with_tenant = sets.iter().filter(|s| s.contains_key("bearer") && s.contains_key("tenant")).count();
+        let tenant_ok = if tenant_required { with_tenant == sets.len() && with_tenant > 0 } else { with_tenant > 0 };
+        if !tenant_ok {
+            problems.push(format!("{here}: `security` does not name `tenant` as X-Tenant-ID is: {}", op["security"]));
         }
         let Some(responses) = op["responses"].as_object() else {
             problems.push(format!("{here}: no responses"));

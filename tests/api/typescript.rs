@@ -16,7 +16,8 @@
 //! (`status: "closed"` and `agent_id: null` are errors).
 
 use crate::corpus::{self, Corpus};
-use crate::helpers::temp_dir;
+use crate::helpers::{Backend, TestApp, temp_dir};
+use livechat::http::PREFIXES;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -47,6 +48,122 @@ async fn real_responses_type_check_against_the_frontend_types_and_wrong_ones_do_
     if let Err(err) = tokio::task::spawn_blocking(move || type_check(&cases, &wrong)).await {
         std::panic::resume_unwind(err.into_panic());
     }
+}
+
+/// A success body of a client generated from the served OpenAPI document, and
+/// the guide type a frontend would hold it in.
+struct Assignment {
+    what: &'static str,
+    path: &'static str,
+    method: &'static str,
+    status: u16,
+    guide_type: &'static str,
+}
+
+const fn assign(
+    what: &'static str,
+    path: &'static str,
+    method: &'static str,
+    status: u16,
+    guide_type: &'static str,
+) -> Assignment {
+    Assignment { what, path, method, status, guide_type }
+}
+
+/// Every body the guide's types name, from the generated client's `paths`.
+const GENERATED_BODIES: [Assignment; 5] = [
+    assign("open session", corpus::SESSIONS, "post", 201, "APIResponse<ChatSession>"),
+    assign("get session", corpus::SESSION, "get", 200, "APIResponse<ChatSession>"),
+    assign("list sessions", corpus::SESSIONS, "get", 200, "APIResponse<ChatSession[]>"),
+    assign("send message", corpus::MESSAGES, "post", 201, "APIResponse<ChatMessage>"),
+    assign("list messages", corpus::MESSAGES, "get", 200, "APIResponse<ChatMessage[]>"),
+];
+
+/// The same bodies held in types they do not satisfy; each must be refused,
+/// so a green run proves the generated types are checked at all (not `any`)
+/// and that literal unions are kept (`status` narrowed to one value).
+const MISTYPED_BODIES: [Assignment; 6] = [
+    assign("open session", corpus::SESSIONS, "post", 201, "APIResponse<ChatMessage>"),
+    assign("open session", corpus::SESSIONS, "post", 201, "APIResponse<ChatSession & { status: 'OPEN' }>"),
+    assign("get session", corpus::SESSION, "get", 200, "APIResponse<ChatSession[]>"),
+    assign("list sessions", corpus::SESSIONS, "get", 200, "APIResponse<ChatSession>"),
+    assign("send message", corpus::MESSAGES, "post", 201, "APIResponse<ChatSession>"),
+    assign("list messages", corpus::MESSAGES, "get", 200, "APIResponse<ChatMessage>"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_openapi_document_yields_the_guide_types() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let document = corpus::fetch_document(&app, PREFIXES[0]).await;
+    app.stop().await;
+    if let Err(err) = tokio::task::spawn_blocking(move || check_generated_client(&document)).await {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+/// Generates TypeScript from `document` with the pinned `openapi-typescript`
+/// and compiles the assignments: the right ones must pass, each wrong one fail.
+fn check_generated_client(document: &Value) {
+    let types_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("typescript");
+    let scratch = temp_dir();
+    let tsc = ensure_tsc(&types_dir, scratch.path());
+    let generator = ensure_tool(&types_dir, scratch.path(), "openapi-typescript", "openapi-typescript");
+
+    let spec = scratch.path().join("openapi.json");
+    std::fs::write(&spec, document.to_string()).expect("write openapi.json");
+    let client = scratch.path().join("client.ts");
+    let mut cmd = Command::new(&generator);
+    cmd.arg(&spec).arg("--output").arg(&client).current_dir(scratch.path());
+    let run = run_bounded(cmd, "openapi-typescript", TSC_TIMEOUT, scratch.path());
+    assert!(run.success, "openapi-typescript failed on the served document ({}):\n{}", run.status, run.output);
+
+    let good = assignments(scratch.path(), "generated-bodies", &types_dir, &client, &GENERATED_BODIES);
+    let run = run_tsc(&tsc, scratch.path(), &good);
+    let errors = tsc_errors(&run.output);
+    assert!(
+        run.success && errors.is_empty(),
+        "the generated client's bodies are not the guide's types under tsc --strict ({}); failing:\n{}\n--- tsc output ---\n{}",
+        run.status,
+        good.describe(&errors),
+        run.output,
+    );
+
+    let bad = assignments(scratch.path(), "mistyped-bodies", &types_dir, &client, &MISTYPED_BODIES);
+    let run = run_tsc(&tsc, scratch.path(), &bad);
+    let errors = tsc_errors(&run.output);
+    let missed: Vec<&str> =
+        bad.spans.iter().filter(|s| !errors.iter().any(|e| s.contains(e))).map(|s| s.name.as_str()).collect();
+    assert!(!run.success && missed.is_empty(), "tsc accepted mistyped bodies: {missed:?}\n{}", run.output);
+    let stray: Vec<&TscError> = errors.iter().filter(|e| !bad.spans.iter().any(|s| s.contains(e))).collect();
+    assert!(stray.is_empty(), "tsc failed for another reason than the mistyped bodies: {stray:?}\n{}", run.output);
+}
+
+/// A program that holds each generated body in its guide type, one line each.
+fn assignments(scratch: &Path, name: &str, types_dir: &Path, client: &Path, cases: &[Assignment]) -> Generated {
+    let module = |path: &Path| Value::String(path.to_string_lossy().into_owned());
+    let mut source =
+        String::from("// Generated by tests/api/typescript.rs: a generated client vs the guide's types.\n");
+    writeln!(source, "import type {{ paths }} from {};", module(&client.with_extension(""))).expect("write");
+    let guide = types_dir.join("guide-types");
+    writeln!(source, "import type {{ APIResponse, ChatSession, ChatMessage }} from {};", module(&guide))
+        .expect("write");
+    let mut spans = Vec::with_capacity(cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        let name = format!("{} ({} {} {}) as {}", case.what, case.method, case.path, case.status, case.guide_type);
+        writeln!(source, "\n// {name}").expect("write");
+        let line = source.lines().count() + 1;
+        // Indexed access, not a conditional type: a path, method or status the
+        // document lacks is an error here, never a silent `never`.
+        let body = format!(
+            "paths[{}][{}][\"responses\"][{}][\"content\"][\"application/json\"]",
+            Value::from(case.path),
+            Value::from(case.method),
+            case.status
+        );
+        writeln!(source, "export const held{i} = (body: {body}): {} => body;", case.guide_type).expect("write");
+        spans.push(Span { name, first_line: line, last_line: line });
+    }
+    Generated::with_source(scratch, name, source, spans, &[client])
 }
 
 /// One response body and the TypeScript type it must satisfy.
@@ -233,9 +350,16 @@ impl Generated {
             writeln!(source, "conforms<{}>()({body});", case.ts_type).expect("write");
             spans.push(Span { name: case.name.clone(), first_line, last_line: source.lines().count() });
         }
+        Self::with_source(scratch, name, source, spans, &[])
+    }
+
+    /// Writes `source` as the checked file, compiled together with `also`.
+    fn with_source(scratch: &Path, name: &str, source: String, spans: Vec<Span>, also: &[&Path]) -> Self {
         let dir = scratch.join(name);
         std::fs::create_dir_all(&dir).expect("generated dir");
         std::fs::write(dir.join(CHECKED_FILE), &source).expect("write generated .ts");
+        let mut files = vec![Value::from(CHECKED_FILE)];
+        files.extend(also.iter().map(|p| Value::String(p.to_string_lossy().into_owned())));
         // `types: []` keeps stray `@types` packages of enclosing directories out.
         let tsconfig = json!({
             "compilerOptions": {
@@ -247,7 +371,7 @@ impl Generated {
                 "types": [],
                 "pretty": false,
             },
-            "files": [CHECKED_FILE],
+            "files": files,
         });
         std::fs::write(dir.join("tsconfig.json"), tsconfig.to_string()).expect("write tsconfig.json");
         Self { dir, source, spans }
@@ -294,19 +418,28 @@ fn run_tsc(tsc: &Path, scratch: &Path, generated: &Generated) -> Finished {
 
 /// The pinned compiler, installed with `npm ci` when missing or stale.
 fn ensure_tsc(types_dir: &Path, scratch: &Path) -> PathBuf {
-    let pinned = read_json(&types_dir.join("package.json"))["devDependencies"]["typescript"]
+    ensure_tool(types_dir, scratch, "typescript", "tsc")
+}
+
+/// The `bin` of the pinned npm package `package`, installed with `npm ci`
+/// (every pinned package at once) when missing or not the pinned version.
+fn ensure_tool(types_dir: &Path, scratch: &Path, package: &str, bin: &str) -> PathBuf {
+    let pinned = read_json(&types_dir.join("package.json"))["devDependencies"][package]
         .as_str()
-        .expect("tests/typescript/package.json pins devDependencies.typescript")
+        .unwrap_or_else(|| panic!("tests/typescript/package.json pins devDependencies.{package}"))
         .to_owned();
-    let tsc = types_dir.join("node_modules").join(".bin").join("tsc");
+    let program = types_dir.join("node_modules").join(".bin").join(bin);
     let installed = || {
-        let manifest = types_dir.join("node_modules").join("typescript").join("package.json");
-        if !tsc.exists() || !manifest.exists() {
+        let manifest = types_dir.join("node_modules").join(package).join("package.json");
+        if !program.exists() || !manifest.exists() {
             return None;
         }
         read_json(&manifest)["version"].as_str().map(str::to_owned)
     };
     require_tool("node", scratch);
+    // Tests run in parallel in this process; one `npm ci` at a time.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if installed().as_deref() != Some(pinned.as_str()) {
         require_tool("npm", scratch);
         let mut cmd = Command::new("npm");
@@ -315,9 +448,9 @@ fn ensure_tsc(types_dir: &Path, scratch: &Path) -> PathBuf {
         println!("npm ci took {:.1?}", run.took);
         assert!(run.success, "npm ci in {} failed ({}):\n{}", types_dir.display(), run.status, run.output);
     }
-    assert_eq!(installed().as_deref(), Some(pinned.as_str()), "typescript in {}", types_dir.display());
-    println!("typescript {pinned}");
-    tsc
+    assert_eq!(installed().as_deref(), Some(pinned.as_str()), "{package} in {}", types_dir.display());
+    println!("{package} {pinned}");
+    program
 }
 
 fn read_json(path: &Path) -> Value {
