@@ -89,3 +89,27 @@ impl IntoResponse for ApiError {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::names::ErrorCode;
+
+    /// Every code an error body can carry is one the document lists.
+    #[test]
+    fn every_code_sent_is_in_the_documented_enum() {
+        let http_only = [
+            ApiError::MethodNotAllowed,
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::Busy,
+            ApiError::RequestTimeout,
+        ];
+        for err in crate::service::error_samples().into_iter().map(ApiError::Service).chain(http_only) {
+            let (status, code) = err.status_and_code();
+            let parsed: Result<ErrorCode, _> = serde_json::from_value(serde_json::Value::from(code));
+            assert!(parsed.is_ok(), "{code} ({status}) is not in ErrorCode");
+            assert!(status.is_client_error() || status.is_server_error(), "{code}: {status}");
+        }
+    }
+}

@@ -122,6 +122,7 @@ impl From<DeliveryState> for DeliveryStatus {
 
 /// The `message` of an error body: one stable code per refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: a field, parameter or header is wrong (`errors` names them).

@@ -222,6 +222,26 @@ impl Problems {
     }
 }
 
+/// One error of each variant, for tests of the transports' mappings.
+#[cfg(test)]
+pub(crate) fn samples() -> Vec<Error> {
+    vec![
+        Error::field("message", "is required"),
+        Error::Unauthorized,
+        Error::Forbidden,
+        Error::NotFound,
+        Error::SessionAlreadyActive(SessionId::generate()),
+        Error::AgentOffline,
+        Error::AlreadyAssigned(None),
+        Error::SessionConflict,
+        Error::IdempotencyKeyReused,
+        Error::OutcomeUnknown(crate::service::Subject::new("message_id", SessionId::generate())),
+        Error::RateLimited { retry_after: 3, quota: None },
+        Error::Unavailable(anyhow::anyhow!("down")),
+        Error::Internal(anyhow::anyhow!("bug")),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,24 +267,6 @@ mod tests {
         }
     }
     const VARIANTS: usize = 13;
-
-    fn samples() -> Vec<Error> {
-        vec![
-            Error::field("message", "is required"),
-            Error::Unauthorized,
-            Error::Forbidden,
-            Error::NotFound,
-            Error::SessionAlreadyActive(SessionId::generate()),
-            Error::AgentOffline,
-            Error::AlreadyAssigned(None),
-            Error::SessionConflict,
-            Error::IdempotencyKeyReused,
-            Error::OutcomeUnknown(crate::service::Subject::new("message_id", SessionId::generate())),
-            Error::RateLimited { retry_after: 3, quota: None },
-            Error::Unavailable(anyhow::anyhow!("down")),
-            Error::Internal(anyhow::anyhow!("bug")),
-        ]
-    }
 
     #[test]
     fn every_variant_has_a_code_a_status_and_a_message() {

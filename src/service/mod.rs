@@ -27,7 +27,9 @@ mod write;
 
 pub use crate::domain::page::PageRequest;
 pub use crate::domain::session::InboxItem;
-pub use error::{Error, FieldErrors, Problems};
+#[cfg(test)]
+pub(crate) use error::samples as error_samples;
+pub use error::{Error, FieldErrors, Problems, Public};
 pub use inbox::parse_inbox_cursor;
 pub use quota::{Action, QuotaSettings, QuotaState, Quotas, WINDOW_SECS};
 pub use streams::{Subscription, parse_event_id};
