@@ -7,147 +7,20 @@
 //! touches one shard; a connection remembers its own subscriptions, so
 //! leaving touches only those.
 
-use super::frame::Frame;
+use super::inlet::lock;
+pub use super::inlet::{Backlog, CachedEvent, ConnId, Delivery, Inlet, Key, Lagged, Pending};
 use crate::domain::access::AgentScope;
 use crate::domain::event::{Notice, ReadMark};
-use crate::domain::ids::{SessionId, TenantId, UserId};
+use crate::domain::ids::{TenantId, UserId};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
-use tokio::sync::{Notify, mpsc};
-
-/// A connection's id on this node.
-pub type ConnId = u64;
-/// A session, with its tenant.
-pub type Key = (TenantId, SessionId);
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
 
 /// Session shards: enough that concurrent deliveries rarely meet.
 const SHARDS: usize = 32;
 /// Recent events kept per watched session; a subscriber further behind reads storage.
 const RECENT: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A persisted event as streams send it.
-#[derive(Debug)]
-pub struct CachedEvent {
-    /// Its place in the session's sequence.
-    pub seq: i64,
-    /// The frame, serialized once.
-    pub frame: Frame,
-    /// For session changes: the agent after the change, and whether it closed the session.
-    pub change: Option<(Option<UserId>, bool)>,
-}
-
-/// What a connection receives from the hub.
-pub struct Inlet {
-    /// Ephemeral and inbox notices for this connection, bounded.
-    pub notices: mpsc::Receiver<Delivery>,
-    /// Set (and notified) when the queue overflowed: the consumer is too slow.
-    pub lagged: Arc<Lagged>,
-    /// Subscribed sessions with something new, coalesced.
-    pub pending: Arc<Pending>,
-}
-
-/// What goes through a connection's queue.
-#[derive(Debug, Clone)]
-pub enum Delivery {
-    /// An ephemeral notice (typing, read), shared by every connection it goes to.
-    Notice(Arc<Notice>),
-    /// A session change for inbox watchers, already serialized.
-    Inbox(Arc<(Key, Arc<CachedEvent>)>),
-}
-
-/// Subscribed sessions with committed events not yet sent, one entry per
-/// session however many events: a busy session or a long replay can never
-/// overflow anything.
-#[derive(Default)]
-pub struct Pending {
-    dirty: Mutex<HashMap<Key, i64>>,
-    /// When the oldest mark not yet taken was made (for the fan-out lag).
-    since: Mutex<Option<Instant>>,
-    presence: Mutex<HashMap<UserId, bool>>,
-    resync: AtomicBool,
-    wake: Notify,
-}
-
-/// What a connection has to catch up on.
-#[derive(Debug, Default)]
-pub struct Backlog {
-    /// Subscribed sessions with new events, and the newest sequence announced.
-    pub dirty: HashMap<Key, i64>,
-    /// When the oldest of those was announced.
-    pub since: Option<Instant>,
-    /// Agents whose presence changed, with the latest state.
-    pub presence: HashMap<UserId, bool>,
-    /// Every subscription must be re-read.
-    pub resync: bool,
-}
-
-impl Pending {
-    /// Marks a session as having news up to `seq` (also used to retry a failed read).
-    pub fn mark(&self, key: Key, seq: i64) {
-        let mut dirty = lock(&self.dirty);
-        let entry = dirty.entry(key).or_insert(seq);
-        *entry = (*entry).max(seq);
-        drop(dirty);
-        lock(&self.since).get_or_insert_with(Instant::now);
-        self.wake.notify_one();
-    }
-
-    fn resync(&self) {
-        self.resync.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
-    }
-
-    fn presence(&self, agent: UserId, online: bool) {
-        lock(&self.presence).insert(agent, online);
-        self.wake.notify_one();
-    }
-
-    /// Resolves when something was marked since the last [`Pending::take`].
-    pub async fn changed(&self) {
-        self.wake.notified().await;
-    }
-
-    /// Everything marked since the last call.
-    pub fn take(&self) -> Backlog {
-        Backlog {
-            since: lock(&self.since).take(),
-            dirty: std::mem::take(&mut *lock(&self.dirty)),
-            presence: std::mem::take(&mut *lock(&self.presence)),
-            resync: self.resync.swap(false, Ordering::SeqCst),
-        }
-    }
-}
-
-/// The overflow flag of one connection.
-#[derive(Default)]
-pub struct Lagged {
-    flag: AtomicBool,
-    notify: Notify,
-}
-
-impl Lagged {
-    fn raise(&self) {
-        if !self.flag.swap(true, Ordering::SeqCst) {
-            self.notify.notify_one();
-        }
-    }
-
-    /// Resolves once the connection has fallen behind.
-    pub async fn wait(&self) {
-        loop {
-            if self.flag.load(Ordering::SeqCst) {
-                return;
-            }
-            self.notify.notified().await;
-        }
-    }
-}
 
 struct Conn {
     tx: mpsc::Sender<Delivery>,
@@ -452,6 +325,8 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ids::SessionId;
+    use crate::realtime::frame::Frame;
     use crate::wire::stream::ServerMessage;
 
     fn key() -> Key {
@@ -519,7 +394,7 @@ mod tests {
             assert!(matches!(fast_in.notices.try_recv().unwrap(), Delivery::Notice(n) if *n == typing));
         }
         tokio::time::timeout(std::time::Duration::from_secs(1), slow_in.lagged.wait()).await.unwrap();
-        assert!(!fast_in.lagged.flag.load(Ordering::SeqCst));
+        assert!(!fast_in.lagged.is_raised());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod frame;
 pub mod hub;
+pub mod inlet;
 mod presence;
 
 pub use conn::{Connection, Peer, Transport};
