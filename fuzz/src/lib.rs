@@ -360,7 +360,7 @@ pub fn ws_frame(data: &[u8]) {
         ClientMessage::WatchInbox | ClientMessage::Ping => None,
     };
     if let Some((session_id, tenant_id)) = named {
-        match livechat::realtime::conn::target(session_id, tenant_id, home) {
+        match livechat::realtime::actor::target(session_id, tenant_id, home) {
             Ok((tenant, session)) => {
                 assert_eq!(tenant.get(), tenant_id.unwrap_or(home.get()));
                 assert_eq!(SessionId::parse(&session.to_string()), Ok(session));

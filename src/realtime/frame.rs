@@ -1,8 +1,11 @@
-//! What crosses between a stream's transport and its actor: client input,
-//! and frames out, each serialised once and shared by every stream that
+//! What crosses between a stream's transport and its actor: who is
+//! connected and how ([`Peer`], [`Transport`]), client input, and frames out, each serialised once and shared by every stream that
 //! sends it (the hub caches them, the actor sends them, the transport
 //! converts them to WebSocket messages or SSE events).
 
+use crate::domain::access::Identity;
+use crate::domain::ids::{SessionId, TenantId};
+use crate::service::Subscription;
 use crate::wire::stream::{ClientMessage, ServerMessage};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -54,4 +57,21 @@ pub enum Outbound {
     Ping,
     /// End the stream with this code and reason.
     Close(u16, &'static str),
+}
+
+/// Who is connected, as proven by the ticket.
+pub struct Peer {
+    /// The ticket's identity.
+    pub identity: Identity,
+    /// The tenant the ticket was issued in (the default for messages without `tenant_id`).
+    pub home: TenantId,
+}
+
+/// What kind of stream this is.
+pub enum Transport {
+    /// A WebSocket: many sessions, client messages, pings answered.
+    WebSocket,
+    /// Server-Sent Events for one session of the peer's home tenant, already
+    /// admitted: starts there and ends when that subscription ends.
+    EventStream(SessionId, Subscription),
 }

@@ -1,17 +1,19 @@
 //! The real-time engine (docs/API.md §13, `docs/REALTIME.md`): this
-//! node's registry of streams ([`hub`]), fan-out of notices to them, the
-//! per-connection actor ([`conn`]), the frames it sends ([`frame`]) and
+//! node's registry of streams ([`hub`]) and what each connection receives
+//! from it ([`inlet`]), fan-out of notices to them, the admitted connection
+//! ([`conn`]) and its actor ([`actor`]), the frames it sends ([`frame`]) and
 //! presence upkeep. It depends on the service layer, the wire types and its
 //! own settings; it knows nothing of HTTP. The WebSocket and SSE endpoints that feed it live in `http::streams`.
 
+pub mod actor;
 pub mod conn;
 pub mod frame;
 pub mod hub;
 pub mod inlet;
 mod presence;
 
-pub use conn::{Connection, Peer, Transport};
-pub use frame::{Frame, Inbound, Outbound};
+pub use conn::Connection;
+pub use frame::{Frame, Inbound, Outbound, Peer, Transport};
 
 use crate::domain::event::{Notice, StoredEvent};
 use crate::domain::session::SessionStatus;
