@@ -6,7 +6,7 @@ use super::{
 };
 use crate::domain::event::{SessionChange, SessionEvent, StoredEvent};
 use crate::domain::ids::{MessageId, SessionId, TenantId};
-use crate::domain::message::{Appended, Idempotency, Message, MessageFilter, NewMessage};
+use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};
 use crate::domain::page::{Page, PagePlan, PageRequest, Scan, Unlisted};
 use crate::domain::session::{Session, SessionStatus};
 use crate::domain::time::Timestamp;
@@ -148,27 +148,6 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 }
 
-/// Finds the message an idempotency key was first used for, with the body fingerprint.
-fn idempotency_lookup<DB: Dialect>(new: &NewMessage, idem: &Idempotency) -> QueryBuilder<DB> {
-    let mut qb = QueryBuilder::<DB>::new("SELECT k.fingerprint, ");
-    qb.push("m.id, m.tenant_id, m.session_id, m.seq, m.sender_id, m.message, m.created_at");
-    qb.push(" FROM idempotency_keys k JOIN messages m ON m.tenant_id = k.tenant_id");
-    qb.push(" AND m.session_id = k.session_id AND m.seq = k.message_seq WHERE k.tenant_id = ");
-    qb.push_bind(new.tenant_id.get()).push(" AND k.session_id = ").push_bind(new.session_id.uuid());
-    qb.push(" AND k.sender_id = ").push_bind(new.sender_id.get());
-    qb.push(" AND k.idem_key = ").push_bind(idem.key.as_str());
-    qb
-}
-
-/// The original message for a repeated key, or the reuse error if the body differs.
-fn replay(row: &impl Record, idem: &Idempotency) -> Result<Appended, StoreError> {
-    let fingerprint = row.text("fingerprint").map_err(StoreError::Internal)?;
-    if fingerprint != idem.fingerprint {
-        return Err(StoreError::IdempotencyKeyReused);
-    }
-    message_from_row(row).map(Appended::Replayed).map_err(StoreError::Internal)
-}
-
 /// A `session_events` row (`id` the event's, `s_created_at` the session's)
 /// joined with its session, as the session looked after the event.
 fn session_event_from_row(row: &impl Record) -> Result<SessionEvent, sqlx::Error> {
@@ -197,13 +176,11 @@ fn session_event_from_row(row: &impl Record) -> Result<SessionEvent, sqlx::Error
 #[async_trait]
 impl<DB: Dialect> MessageStore for SqlStore<DB> {
     async fn append_message(&self, new: &NewMessage) -> Result<Appended, StoreError> {
-        // A retry of a committed send replays it, even if the session has
-        // closed since; no lock is needed to read a committed key.
-        if let Some(idem) = &new.idempotency {
-            if let Some(row) = self.read_one(&idempotency_lookup::<DB>(new, idem)).await? {
-                return replay(&row, idem);
-            }
-        }
+        // Keys are looked up inside the batch, all at once, under the
+        // sessions' locks (a retry replays even if its session has closed
+        // since). A lookup before joining the batch cost a round trip per
+        // send and spread the arrivals, so batches got smaller: keyed sends
+        // ran at half the rate of plain ones on PostgreSQL.
         self.append_batched(new.clone()).await
     }
 
