@@ -1493,7 +1493,7 @@ var TenantWidget = class {
   /** Opens a session; if the tenant already has one open, resumes that one instead. */
   async open() {
     try {
-      await this.show(await this.api.openSession(this.tenant));
+      await this.show(await this.openSession());
     } catch (err) {
       const active = err instanceof ApiError && err.code === "session_already_active" ? err.errors?.session_id?.[0] : void 0;
       if (active) {
@@ -1505,6 +1505,18 @@ var TenantWidget = class {
         }
       }
       this.showStart(t("actionFailed", { reason: err instanceof ApiError ? err.describe() : t("errNetwork") }));
+    }
+  }
+  /** Opens, trying again (a few times) while the server answers that the
+   * tenant's sessions kept changing under the open (409 session_conflict). */
+  async openSession() {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.api.openSession(this.tenant);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.code === "session_conflict") || attempt >= 3) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
     }
   }
   async show(session) {

@@ -90,7 +90,7 @@ export class TenantWidget {
   /** Opens a session; if the tenant already has one open, resumes that one instead. */
   private async open(): Promise<void> {
     try {
-      await this.show(await this.api.openSession(this.tenant));
+      await this.show(await this.openSession());
     } catch (err) {
       const active = err instanceof ApiError && err.code === "session_already_active" ? err.errors?.session_id?.[0] : undefined;
       if (active) {
@@ -102,6 +102,19 @@ export class TenantWidget {
         }
       }
       this.showStart(t("actionFailed", { reason: err instanceof ApiError ? err.describe() : t("errNetwork") }));
+    }
+  }
+
+  /** Opens, trying again (a few times) while the server answers that the
+   * tenant's sessions kept changing under the open (409 session_conflict). */
+  private async openSession(): Promise<Session> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.api.openSession(this.tenant);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.code === "session_conflict") || attempt >= 3) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
     }
   }
 
