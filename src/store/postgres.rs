@@ -1,6 +1,6 @@
 //! PostgreSQL, for several server nodes on one database.
 
-use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore, TransactionIds, WebhookSql};
+use super::sql::{Constraint, Db, Dialect, Explain, Placeholders, QueryBuilder, SqlStore, TransactionIds, WebhookSql};
 use super::{StoreConfig, migrations};
 use crate::domain::event::Notice;
 use crate::domain::message::SearchTerm;
@@ -13,12 +13,14 @@ use std::str::FromStr;
 /// The `LISTEN/NOTIFY` channel every node listens on.
 const CHANNEL: &str = "livechat";
 
-impl Dialect for Postgres {
+impl Placeholders for Postgres {
     fn placeholder(n: usize, out: &mut String) {
         out.push('$');
         out.push_str(&n.to_string());
     }
+}
 
+impl Dialect for Postgres {
     fn push_term_filter(qb: &mut QueryBuilder<Self>, term: &SearchTerm) {
         // LIKE with every wildcard escaped is a literal substring test the
         // pg_trgm GIN index can serve.

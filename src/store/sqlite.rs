@@ -1,6 +1,6 @@
 //! SQLite, the embedded default: one file, WAL, one writer connection.
 
-use super::sql::{Constraint, Db, Dialect, Explain, QueryBuilder, SqlStore, TransactionIds, WebhookSql};
+use super::sql::{Constraint, Db, Dialect, Explain, Placeholders, QueryBuilder, SqlStore, TransactionIds, WebhookSql};
 use super::{StoreConfig, migrations};
 use crate::domain::message::SearchTerm;
 use anyhow::Context;
@@ -13,11 +13,13 @@ use std::time::Duration;
 /// FTS5 trigram queries need terms of at least three characters.
 const TRIGRAM: usize = 3;
 
-impl Dialect for Sqlite {
+impl Placeholders for Sqlite {
     fn placeholder(_n: usize, out: &mut String) {
         out.push('?');
     }
+}
 
+impl Dialect for Sqlite {
     fn push_term_filter(qb: &mut QueryBuilder<Self>, term: &SearchTerm) {
         if term.char_len() >= TRIGRAM {
             // A quoted FTS5 string is matched literally as a run of trigrams:

@@ -11,7 +11,10 @@
 //! increasing along it, a known idempotency key replays (also within a
 //! batch), and a caller is answered only after its batch committed.
 
-use super::{Dialect, QueryBuilder, Record, SqlStore, message_from_row};
+use super::dialect::Dialect;
+use super::query::{QueryBuilder, Record};
+use super::rows::message_from_row;
+use super::{Append, SqlStore};
 use crate::domain::event::Notice;
 use crate::domain::ids::{SessionId, TenantId, UserId};
 use crate::domain::message::{Appended, Message, NewMessage};
@@ -28,14 +31,6 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 256;
 /// Sends that may wait for a writer before senders wait too.
 const QUEUE: usize = 4_096;
-
-/// One send waiting for its batch.
-pub struct Append {
-    new: NewMessage,
-    /// The request's gate: a send called off before its batch commits is left out.
-    gate: Option<CommitGate>,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-}
 
 /// A session as a batch sees it, under its row lock.
 struct Locked {
@@ -255,7 +250,7 @@ impl<DB: Dialect> SqlStore<DB> {
         let mut sessions = BTreeMap::new();
         for row in &rows {
             let read = || -> Result<(Key, Locked), sqlx::Error> {
-                let tenant = TenantId::new(row.int("tenant_id")?).map_err(|_| super::corrupt("tenant_id"))?;
+                let tenant = TenantId::new(row.int("tenant_id")?).map_err(|_| super::rows::corrupt("tenant_id"))?;
                 let key = (tenant, SessionId::from_uuid(row.uuid("id")?));
                 let locked = Locked {
                     open: row.text("status")? == SessionStatus::Open.as_str(),
@@ -340,7 +335,7 @@ impl<DB: Dialect> SqlStore<DB> {
             })
             .collect();
         let mut qb = QueryBuilder::<DB>::new("INSERT INTO messages (");
-        qb.push(super::MESSAGE_COLUMNS).push(", message_folded) VALUES ");
+        qb.push(super::rows::MESSAGE_COLUMNS).push(", message_folded) VALUES ");
         for (i, (append, m)) in stored.iter().enumerate() {
             if i > 0 {
                 qb.push(", ");

@@ -1,6 +1,8 @@
 //! Notices between nodes: `pg_notify` on PostgreSQL, in process on SQLite.
 
-use super::{Dialect, SqlStore, notify_statement};
+use super::SqlStore;
+use super::commit::notify_statement;
+use super::dialect::Dialect;
 use crate::domain::event::Notice;
 use crate::store::{NoticeBus, StoreError};
 use async_trait::async_trait;

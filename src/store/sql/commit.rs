@@ -2,8 +2,10 @@
 //! its row lock, recording a session event (and its outbox row), and
 //! committing with the announcements of the change.
 
+use super::SqlStore;
+use super::dialect::Dialect;
+use super::query::{QueryBuilder, Record};
 use super::rows::{SESSION_COLUMNS, session_from_row};
-use super::{Dialect, QueryBuilder, Record, SqlStore};
 use crate::domain::event::{Notice, SessionChange};
 use crate::domain::ids::{SessionId, TenantId, UserId};
 use crate::domain::session::{Session, SessionStatus};

@@ -2,7 +2,7 @@
 //! fail-fast breaker, and the classification of every sqlx error into a
 //! [`StoreError`] (outage, retryable, or a bug).
 
-use super::Dialect;
+use super::dialect::Dialect;
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::store::breaker::Breaker;
 use crate::store::{StoreError, StoreStats};

@@ -3,16 +3,13 @@
 //! transaction ids), and the small tables it hands over ([`Constraint`],
 //! [`TransactionIds`], [`WebhookSql`], [`Explain`]).
 
-use super::{Exec, QueryBuilder, Record};
+use super::query::{Exec, Placeholders, QueryBuilder, Record};
 use crate::domain::message::SearchTerm;
 use sqlx::Database;
 use sqlx::error::DatabaseError;
 
 /// What differs between the SQL engines.
-pub trait Dialect: Exec + Database<Row: Record> {
-    /// Writes the placeholder of the `n`th (1-based) bound value.
-    fn placeholder(n: usize, out: &mut String);
-
+pub trait Dialect: Exec + Placeholders + Database<Row: Record> {
     /// Adds `AND <folded text contains term>` using the engine's substring index.
     fn push_term_filter(qb: &mut QueryBuilder<Self>, term: &SearchTerm);
 

@@ -1,9 +1,10 @@
 //! Messages and the replayable event history of a session.
 
-use super::sessions::keyset;
-use super::{
-    Dialect, MESSAGE_COLUMNS, QueryBuilder, Record, SqlStore, corrupt, message_from_row, opt_user, status, tenant, user,
-};
+use super::SqlStore;
+use super::dialect::Dialect;
+use super::query::keyset;
+use super::query::{QueryBuilder, Record};
+use super::rows::{MESSAGE_COLUMNS, corrupt, message_from_row, opt_user, status, tenant, user};
 use crate::domain::event::{SessionChange, SessionEvent, StoredEvent};
 use crate::domain::ids::{MessageId, SessionId, TenantId};
 use crate::domain::message::{Appended, Message, MessageFilter, NewMessage};

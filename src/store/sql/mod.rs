@@ -25,6 +25,7 @@ mod bus;
 mod commit;
 mod db;
 mod dialect;
+mod lifecycle;
 mod messages;
 mod presence;
 mod query;
@@ -34,26 +35,31 @@ mod sessions;
 mod tickets;
 mod webhooks;
 
-use super::{CommitOutcome, Store, StoreError, StoreStats};
-use crate::domain::event::Notice;
-use crate::domain::ids::{SessionId, TenantId};
-use crate::domain::message::SearchTerm;
-use crate::domain::page::{Page, PagePlan, Paged, Scan};
-use crate::metrics::Metrics;
-use async_trait::async_trait;
-use sqlx::Database;
-use std::sync::Arc;
-use std::sync::{Mutex, PoisonError};
-use tokio::sync::broadcast;
-
-use commit::notify_statement;
+// This file holds the store and the statement helpers every aggregate
+// file uses; the aggregate files import from here and from their
+// siblings, and nothing here imports from them but these re-exports.
 pub use db::Db;
 pub use dialect::{Constraint, Dialect, Explain, TransactionIds, WebhookSql};
-pub(super) use messages::message_scan;
-pub use query::{Exec, QueryBuilder, Record};
-use rows::{
-    MESSAGE_COLUMNS, SESSION_COLUMNS, corrupt, message_from_row, opt_user, session_from_row, status, tenant, user,
-};
+pub(super) use lifecycle::explain;
+pub use query::{Exec, Placeholders, QueryBuilder, Record};
+
+use super::StoreError;
+use super::commit_gate::CommitGate;
+use crate::domain::event::Notice;
+use crate::domain::message::{Appended, NewMessage};
+use crate::domain::page::{Page, PagePlan, Paged, Scan};
+use crate::metrics::Metrics;
+use sqlx::Database;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// One send waiting for its group-commit batch (see `appends`).
+pub struct Append {
+    pub(super) new: NewMessage,
+    /// The request's gate: a send called off before its batch commits is left out.
+    pub(super) gate: Option<CommitGate>,
+    pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
 
 /// A store over one SQL engine.
 pub struct SqlStore<DB: Database> {
@@ -65,7 +71,7 @@ pub struct SqlStore<DB: Database> {
     /// Rows of a session a term search tests itself first, on engines that window.
     pub(super) search_window: u32,
     /// The group-commit writers' queues, once started.
-    pub(super) appends: std::sync::OnceLock<Vec<tokio::sync::mpsc::Sender<appends::Append>>>,
+    pub(super) appends: OnceLock<Vec<mpsc::Sender<Append>>>,
 }
 
 /// How many notices a slow node-local consumer may fall behind before it
@@ -80,7 +86,7 @@ impl<DB: Dialect> SqlStore<DB> {
             notices: broadcast::channel(NOTICE_BUFFER).0,
             tasks: Mutex::default(),
             search_window: 5_000,
-            appends: std::sync::OnceLock::new(),
+            appends: OnceLock::new(),
         }
     }
 
@@ -158,73 +164,4 @@ impl<DB: Dialect> SqlStore<DB> {
     async fn tx_run(&self, tx: &mut DB::Connection, qb: &QueryBuilder<DB>) -> Result<(), StoreError> {
         DB::execute(tx, qb).await.map_err(|e| self.db.fail(e))
     }
-
-    /// The plans of a term search: the page query of one session, and the
-    /// term predicate alone over the whole table.
-    pub async fn explain_term_search(&self, term: &SearchTerm) -> anyhow::Result<super::TermSearchPlans> {
-        let filter = crate::domain::message::MessageFilter { term: Some(term.clone()), ..Default::default() };
-        let (tenant, session) = (TenantId::new(1)?, SessionId::generate());
-        let in_session = message_scan::<DB>(tenant, session, &filter, Scan::Older(None), 10);
-        let mut predicate = QueryBuilder::<DB>::new("SELECT id FROM messages WHERE true");
-        DB::push_term_filter(&mut predicate, term);
-        Ok(super::TermSearchPlans {
-            in_session: self.explain(in_session).await?,
-            predicate: self.explain(predicate).await?,
-        })
-    }
-
-    async fn explain(&self, mut qb: QueryBuilder<DB>) -> anyhow::Result<Vec<String>> {
-        qb.prefix(DB::EXPLAIN.prefix);
-        let mut tx = self.db.begin().await?;
-        for statement in DB::EXPLAIN.setup {
-            DB::execute(&mut tx, &QueryBuilder::new(statement)).await?;
-        }
-        let rows = DB::fetch_all(&mut tx, &qb).await?;
-        Ok(rows.iter().map(|r| r.text(DB::EXPLAIN.column)).collect::<Result<_, _>>()?)
-    }
-}
-
-#[async_trait]
-impl<DB: Dialect> Store for SqlStore<DB> {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.read_one(&QueryBuilder::new("SELECT 1")).await.map(drop)
-    }
-
-    async fn commit_outcome(&self, transaction: i64) -> Result<CommitOutcome, StoreError> {
-        let Some(ids) = &DB::TRANSACTION_IDS else {
-            // Never asked: a local commit is never in doubt.
-            return Ok(CommitOutcome::RolledBack);
-        };
-        let mut qb = QueryBuilder::<DB>::new("SELECT CAST(");
-        qb.push(ids.status_function).push("(").push_bind(transaction).push(") AS TEXT) AS status");
-        let row = self.read_one(&qb).await?.ok_or(StoreError::Internal(sqlx::Error::RowNotFound))?;
-        let status: Option<String> = row.opt_text("status").map_err(StoreError::Internal)?;
-        match status.as_deref() {
-            Some("committed") => Ok(CommitOutcome::Committed),
-            Some("aborted") => Ok(CommitOutcome::RolledBack),
-            Some("in progress") => Ok(CommitOutcome::InProgress),
-            _ => Err(StoreError::Internal(corrupt("transaction status"))),
-        }
-    }
-
-    async fn shutdown(&self) {
-        for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            task.abort();
-        }
-        self.db.close().await;
-    }
-
-    fn stats(&self) -> StoreStats {
-        self.db.stats()
-    }
-}
-
-/// Explains a term search on a store opened for it, then closes the store.
-pub(super) async fn explain<DB: Dialect>(
-    store: SqlStore<DB>,
-    term: &SearchTerm,
-) -> anyhow::Result<super::TermSearchPlans> {
-    let plan = store.explain_term_search(term).await;
-    store.shutdown().await;
-    plan
 }

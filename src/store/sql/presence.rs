@@ -1,6 +1,9 @@
 //! Presence of agents, shared by every node through the database.
 
-use super::{Dialect, QueryBuilder, Record, SqlStore, user};
+use super::SqlStore;
+use super::dialect::Dialect;
+use super::query::{QueryBuilder, Record};
+use super::rows::user;
 use crate::domain::access::AgentScope;
 use crate::domain::event::Notice;
 use crate::domain::ids::{TenantId, UserId};

@@ -3,7 +3,7 @@
 //! connection) and [`Record`] (reading a row by column name). The sqlx
 //! capabilities they need are stated once, on their blanket impls.
 
-use super::Dialect;
+use crate::domain::page::Scan;
 use futures_util::future::BoxFuture;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use std::marker::PhantomData;
@@ -164,6 +164,12 @@ impl From<Uuid> for Value {
     }
 }
 
+/// How an engine writes the placeholder of a bound value.
+pub trait Placeholders {
+    /// Writes the placeholder of the `n`th (1-based) bound value.
+    fn placeholder(n: usize, out: &mut String);
+}
+
 /// Statement text with its bound values, placeholders written per dialect.
 /// (sqlx's own builder cannot be executed from code generic over the database.)
 pub struct QueryBuilder<DB> {
@@ -173,7 +179,7 @@ pub struct QueryBuilder<DB> {
     db: PhantomData<fn() -> DB>,
 }
 
-impl<DB: Dialect> QueryBuilder<DB> {
+impl<DB: Placeholders> QueryBuilder<DB> {
     /// Starts a statement.
     pub fn new(text: &str) -> Self {
         Self { text: text.to_owned(), values: Vec::new(), db: PhantomData }
@@ -208,5 +214,13 @@ impl<DB: Dialect> QueryBuilder<DB> {
     pub fn prefix(&mut self, text: &str) -> &mut Self {
         self.text.insert_str(0, text);
         self
+    }
+}
+
+/// A scan as SQL: the position, the comparison past it, and the order.
+pub fn keyset<P>(scan: Scan<P>) -> (Option<P>, &'static str, &'static str) {
+    match scan {
+        Scan::Older(at) => (at, " < ", " DESC"),
+        Scan::Newer(at) => (at, " > ", " ASC"),
     }
 }

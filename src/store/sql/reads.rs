@@ -1,6 +1,8 @@
 //! Read marks: each participant's last read message per session.
 
-use super::{Dialect, QueryBuilder, Record, SqlStore};
+use super::SqlStore;
+use super::dialect::Dialect;
+use super::query::{QueryBuilder, Record};
 use crate::domain::event::ReadMark;
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::time::Timestamp;

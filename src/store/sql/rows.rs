@@ -2,7 +2,7 @@
 //! messages, their decoders, and the checked ids and states inside them
 //! (a stored value out of range is [`corrupt`], never a panic).
 
-use super::Record;
+use super::query::Record;
 use crate::domain::ids::{MessageId, SessionId, TenantId, UserId};
 use crate::domain::message::Message;
 use crate::domain::session::{Session, SessionStatus};

@@ -1,6 +1,9 @@
 //! Sessions and the agent inbox.
 
-use super::{Constraint, Dialect, QueryBuilder, Record, SESSION_COLUMNS, SqlStore, session_from_row};
+use super::SqlStore;
+use super::dialect::{Constraint, Dialect};
+use super::query::{QueryBuilder, Record, keyset};
+use super::rows::{SESSION_COLUMNS, session_from_row};
 use crate::domain::access::AgentScope;
 use crate::domain::event::SessionChange;
 use crate::domain::ids::{SessionId, TenantId, UserId};
@@ -11,14 +14,6 @@ use crate::domain::session::{
 use crate::domain::time::Timestamp;
 use crate::store::{SessionStore, StoreError};
 use async_trait::async_trait;
-
-/// A scan as SQL: the position, the comparison past it, and the order.
-pub(super) fn keyset<P>(scan: Scan<P>) -> (Option<P>, &'static str, &'static str) {
-    match scan {
-        Scan::Older(at) => (at, " < ", " DESC"),
-        Scan::Newer(at) => (at, " > ", " ASC"),
-    }
-}
 
 /// The session with this id in this tenant.
 fn session_by_id<DB: Dialect>(tenant: TenantId, id: SessionId) -> QueryBuilder<DB> {

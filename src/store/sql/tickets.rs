@@ -1,6 +1,9 @@
 //! Single-use stream tickets, stored hashed so any node can redeem them.
 
-use super::{Dialect, QueryBuilder, Record, SqlStore, corrupt};
+use super::SqlStore;
+use super::dialect::Dialect;
+use super::query::{QueryBuilder, Record};
+use super::rows::corrupt;
 use crate::domain::access::Identity;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;

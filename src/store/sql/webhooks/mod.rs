@@ -24,8 +24,11 @@ mod deliveries;
 mod outbox;
 mod subscriptions;
 
-use super::sessions::keyset;
-use super::{Dialect, QueryBuilder, Record, SqlStore, corrupt, tenant};
+use super::SqlStore;
+use super::dialect::Dialect;
+use super::query::keyset;
+use super::query::{QueryBuilder, Record};
+use super::rows::{corrupt, tenant};
 use crate::domain::ids::SessionId;
 use crate::domain::page::Scan;
 use crate::domain::time::Timestamp;
