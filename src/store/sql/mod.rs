@@ -7,14 +7,16 @@
 //! once, on the blanket impls of [`Exec`] and [`Record`]; code generic over a
 //! [`Dialect`] needs no other bound.
 //!
-//! Here: [`SqlStore`], the helpers that run a statement on a read or write
-//! connection or inside a transaction, paging, and the [`Store`] lifecycle.
-//! Beside it:
+//! Here: [`SqlStore`], the [`Append`] a group-commit writer takes, and the
+//! helpers that run a statement on a read or write connection or inside a
+//! transaction, and read a page. Beside it:
 //! - the machinery: `dialect` ([`Dialect`] and what it hands over), `query`
-//!   ([`QueryBuilder`], [`Value`](query::Value), [`Exec`], [`Record`]), `db` ([`Db`]: the
-//!   pools, the breaker's admission, error classification), `rows` (session
-//!   and message decoders), `commit` (the shared write path: sequence bump,
-//!   session event, commit with announcements);
+//!   ([`QueryBuilder`], [`Value`](query::Value), [`Exec`], [`Record`], the
+//!   keyset of a scan), `db` ([`Db`]: the pools, the breaker's admission,
+//!   error classification), `rows` (session and message decoders), `commit`
+//!   (the shared write path: sequence bump, session event, commit with
+//!   announcements), `lifecycle` (the [`Store`](crate::store::Store)
+//!   lifecycle and the plans of a term search);
 //! - one file per aggregate: `sessions`, `messages` (and their events),
 //!   `appends` (the group-commit writers of messages), `reads`, `presence`,
 //!   `tickets`, `webhooks` (subscriptions, outbox, deliveries), plus the
