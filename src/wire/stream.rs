@@ -195,7 +195,9 @@ pub enum ServerMessage {
     Pong,
     /// A request could not be served; the connection stays open unless a close follows.
     Error {
-        /// `invalid_message`, `forbidden`, `not_found`, `invalid_cursor`, `not_subscribed`, `lagged`, `storage_unavailable`, `internal_error`.
+        /// The stream code of the service's error table (`service::Error::public`,
+        /// docs/API.md §6), or one only streams have: `invalid_message`,
+        /// `not_subscribed`, `lagged`.
         code: &'static str,
         /// Human-readable detail.
         message: String,
