@@ -47,3 +47,13 @@ pub async fn explain_term_search(config: &StoreConfig, term: &str) -> anyhow::Re
         None => anyhow::bail!("database URL must start with sqlite:// or postgres://"),
     }
 }
+
+/// The plan the database chooses for a send batch's idempotency-key lookup:
+/// for the test that proves it probes the key index once per key.
+pub async fn explain_key_lookup(config: &StoreConfig) -> anyhow::Result<Vec<String>> {
+    match config.url.backend() {
+        Some(Backend::Sqlite) => sql::explain_keys(sqlite::connect(config).await?).await,
+        Some(Backend::Postgres) => sql::explain_keys(postgres::connect(config).await?).await,
+        None => anyhow::bail!("database URL must start with sqlite:// or postgres://"),
+    }
+}

@@ -16,7 +16,7 @@
 //!   ([`ClaimRequest`], [`StoreStats`], [`Ticket`]);
 //! - `error`: [`StoreError`] and [`CommitOutcome`];
 //! - `config`: [`StoreConfig`], [`DatabaseUrl`], [`Backend`];
-//! - `connect`: [`connect()`], [`migrate`], [`explain_term_search`];
+//! - `connect`: [`connect()`], [`migrate`], [`explain_term_search`], [`explain_key_lookup`];
 //! - `sql`: the implementation, generic over a dialect; `sqlite` and
 //!   `postgres`: the two dialects and how to open them; `migrations`: the
 //!   embedded schema of each; [`commit_gate`]: the deadline check before a
@@ -34,7 +34,7 @@ mod sqlite;
 mod traits;
 
 pub use config::{Backend, DatabaseUrl, StoreConfig};
-pub use connect::{TermSearchPlans, connect, explain_term_search, migrate};
+pub use connect::{TermSearchPlans, connect, explain_key_lookup, explain_term_search, migrate};
 pub use error::{CommitOutcome, StoreError};
 pub use traits::{
     ClaimRequest, DeliveryStore, MessageStore, NoticeBus, PresenceStore, ReadMarkStore, SessionStore, Store,

@@ -41,6 +41,7 @@ impl Dialect for Postgres {
     const WINDOWED_SEARCH: bool = false;
     const WRITERS: usize = 2;
     const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const LATERAL_KEY_LOOKUP: bool = true;
     // Refused connects are retried until the acquire timeout: that is how a
     // server that went away shows up.
     const POOL_TIMEOUT_IS_OUTAGE: bool = true;

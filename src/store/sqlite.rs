@@ -42,6 +42,7 @@ impl Dialect for Sqlite {
     const WRITERS: usize = 1;
     // One writer at a time holds the database: nothing to lock row by row.
     const LOCK_ROWS: &'static str = "";
+    const LATERAL_KEY_LOOKUP: bool = false;
     // A local file is never "unreachable": a pool timeout means a queue of writers.
     const POOL_TIMEOUT_IS_OUTAGE: bool = false;
 

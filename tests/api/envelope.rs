@@ -124,12 +124,12 @@ async fn internal_failures_are_500_without_internals(backend: Backend) {
         Backend::Sqlite => {
             use sqlx::Connection;
             let mut conn = sqlx::SqliteConnection::connect(app.db.url()).await.unwrap();
-            sqlx::Executor::execute(&mut conn, "DROP TABLE idempotency_keys; DROP TABLE messages").await.unwrap();
+            sqlx::Executor::execute(&mut conn, "DROP TABLE messages").await.unwrap();
         }
         Backend::Postgres => {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(app.db.url()).await.unwrap();
-            sqlx::Executor::execute(&mut conn, "DROP TABLE idempotency_keys; DROP TABLE messages").await.unwrap();
+            sqlx::Executor::execute(&mut conn, "DROP TABLE messages").await.unwrap();
         }
     }
     let r = app.get(&format!("/sessions/{session}/messages"), &user, 12).await;

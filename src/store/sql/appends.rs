@@ -280,24 +280,11 @@ impl<DB: Dialect> SqlStore<DB> {
         if keyed.is_empty() {
             return Ok(known);
         }
-        let mut qb = QueryBuilder::<DB>::new("SELECT k.fingerprint, k.idem_key, ");
-        qb.push("m.id, m.tenant_id, m.session_id, m.seq, m.sender_id, m.message, m.created_at");
-        qb.push(" FROM idempotency_keys k JOIN messages m ON m.tenant_id = k.tenant_id");
-        qb.push(" AND m.session_id = k.session_id AND m.seq = k.message_seq");
-        qb.push(" WHERE (k.tenant_id, k.session_id, k.sender_id, k.idem_key) IN (VALUES ");
-        for (i, new) in keyed.iter().enumerate() {
-            if i > 0 {
-                qb.push(", ");
-            }
-            let key = new.idempotency.as_ref().map_or("", |idem| idem.key.as_str());
-            qb.push_values(vec![
-                new.tenant_id.get().into(),
-                new.session_id.uuid().into(),
-                new.sender_id.get().into(),
-                key.into(),
-            ]);
-        }
-        qb.push(")");
+        let keys: Vec<(TenantId, SessionId, UserId, &str)> = keyed
+            .iter()
+            .map(|n| (n.tenant_id, n.session_id, n.sender_id, n.idempotency.as_ref().map_or("", |i| i.key.as_str())))
+            .collect();
+        let qb = key_lookup::<DB>(&keys);
         for row in &self.tx_all(tx, &qb).await? {
             let read = || -> Result<(IdemKey, (String, Message)), sqlx::Error> {
                 let message = message_from_row(row)?;
@@ -310,8 +297,8 @@ impl<DB: Dialect> SqlStore<DB> {
         Ok(known)
     }
 
-    /// The batch's writes: each touched session's sequence and times, every
-    /// new message, every new idempotency key.
+    /// The batch's writes: each touched session's sequence and times, and
+    /// every new message with its idempotency key, in one statement.
     async fn write_batch(
         &self,
         tx: &mut DB::Connection,
@@ -335,7 +322,7 @@ impl<DB: Dialect> SqlStore<DB> {
             })
             .collect();
         let mut qb = QueryBuilder::<DB>::new("INSERT INTO messages (");
-        qb.push(super::rows::MESSAGE_COLUMNS).push(", message_folded) VALUES ");
+        qb.push(super::rows::MESSAGE_COLUMNS).push(", message_folded, idem_key, idem_fingerprint) VALUES ");
         for (i, (append, m)) in stored.iter().enumerate() {
             if i > 0 {
                 qb.push(", ");
@@ -349,33 +336,40 @@ impl<DB: Dialect> SqlStore<DB> {
                 m.message.as_str().into(),
                 m.created_at.micros().into(),
                 append.new.text.folded().into(),
+                append.new.idempotency.as_ref().map(|idem| idem.key.as_str().to_owned()).into(),
+                append.new.idempotency.as_ref().map(|idem| idem.fingerprint.clone()).into(),
             ]);
         }
         self.tx_run(tx, &qb).await?;
-        let keyed: Vec<_> =
-            stored.iter().filter_map(|(a, m)| a.new.idempotency.as_ref().map(|idem| (idem, *m))).collect();
-        if !keyed.is_empty() {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO idempotency_keys (tenant_id, session_id, sender_id, idem_key, fingerprint, message_seq, created_at) VALUES ",
-            );
-            for (i, (idem, m)) in keyed.iter().enumerate() {
-                if i > 0 {
-                    qb.push(", ");
-                }
-                qb.push_values(vec![
-                    m.tenant_id.get().into(),
-                    m.session_id.uuid().into(),
-                    m.sender_id.get().into(),
-                    idem.key.as_str().into(),
-                    idem.fingerprint.clone().into(),
-                    m.seq.into(),
-                    m.created_at.micros().into(),
-                ]);
-            }
-            self.tx_run(tx, &qb).await?;
-        }
         Ok(())
     }
+}
+
+/// The messages stored under these idempotency keys, with the body
+/// fingerprint each key was first used with: one index probe per key,
+/// whatever the statistics say, because the keys drive the join (see
+/// `Dialect::LATERAL_KEY_LOOKUP`).
+pub(super) fn key_lookup<DB: Dialect>(keys: &[(TenantId, SessionId, UserId, &str)]) -> QueryBuilder<DB> {
+    let mut qb = QueryBuilder::<DB>::new("WITH v (t, s, u, k) AS (VALUES ");
+    for (i, (tenant, session, sender, key)) in keys.iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        qb.push_values(vec![tenant.get().into(), session.uuid().into(), sender.get().into(), (*key).into()]);
+    }
+    qb.push(") SELECT m.idem_fingerprint AS fingerprint, m.idem_key, ");
+    qb.push("m.id, m.tenant_id, m.session_id, m.seq, m.sender_id, m.message, m.created_at FROM v CROSS JOIN ");
+    // `idem_key IS NOT NULL` lets the engine use the partial unique index.
+    let probe = "m.idem_key IS NOT NULL AND m.tenant_id = v.t AND m.session_id = v.s \
+                 AND m.sender_id = v.u AND m.idem_key = v.k";
+    if DB::LATERAL_KEY_LOOKUP {
+        // LIMIT 1 keeps the planner from flattening the lookup into a join.
+        qb.push("LATERAL (SELECT * FROM messages m WHERE ").push(probe).push(" LIMIT 1) m");
+    } else {
+        // SQLite keeps the left table of a CROSS JOIN as the outer loop.
+        qb.push("messages m WHERE ").push(probe);
+    }
+    qb
 }
 
 /// A writer: takes every send waiting (up to a batch) and commits them together.

@@ -22,6 +22,13 @@ pub trait Dialect: Exec + Placeholders + Database<Row: Record> {
     /// Appended to a `SELECT` that must lock the rows it reads until commit.
     const LOCK_ROWS: &'static str;
 
+    /// Whether a batch probes its idempotency keys through a `LATERAL`
+    /// join. Given `IN (VALUES …)`, both engines scan the whole partial key
+    /// index (PostgreSQL because its statistics say the index is nearly
+    /// empty until the next analyse); the keys must drive the join, which
+    /// SQLite's `CROSS JOIN` guarantees and PostgreSQL's needs `LATERAL` for.
+    const LATERAL_KEY_LOOKUP: bool;
+
     /// Whether a term search should first test the session's own rows
     /// before using the substring index (`false`: the engine's planner
     /// weighs the index against the session's rows itself).

@@ -6,7 +6,7 @@ use super::dialect::Dialect;
 use super::messages::message_scan;
 use super::query::{QueryBuilder, Record};
 use super::rows::corrupt;
-use crate::domain::ids::{SessionId, TenantId};
+use crate::domain::ids::{SessionId, TenantId, UserId};
 use crate::domain::message::SearchTerm;
 use crate::domain::page::Scan;
 use crate::store::{CommitOutcome, Store, StoreError, StoreStats, TermSearchPlans};
@@ -77,6 +77,17 @@ pub(in crate::store) async fn explain<DB: Dialect>(
     term: &SearchTerm,
 ) -> anyhow::Result<TermSearchPlans> {
     let plan = store.explain_term_search(term).await;
+    store.shutdown().await;
+    plan
+}
+
+/// Explains the batch's idempotency-key lookup (two keys) on a store opened
+/// for it, then closes the store.
+pub(in crate::store) async fn explain_keys<DB: Dialect>(store: SqlStore<DB>) -> anyhow::Result<Vec<String>> {
+    let (tenant, session, sender) = (TenantId::new(1)?, SessionId::generate(), UserId::new(100)?);
+    let lookup =
+        super::appends::key_lookup::<DB>(&[(tenant, session, sender, "key-1"), (tenant, session, sender, "key-2")]);
+    let plan = store.explain(lookup).await;
     store.shutdown().await;
     plan
 }

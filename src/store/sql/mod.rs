@@ -42,7 +42,7 @@ mod webhooks;
 // siblings, and nothing here imports from them but these re-exports.
 pub use db::Db;
 pub use dialect::{Constraint, Dialect, Explain, TransactionIds, WebhookSql};
-pub(super) use lifecycle::explain;
+pub(super) use lifecycle::{explain, explain_keys};
 pub use query::{Exec, Placeholders, QueryBuilder, Record};
 
 use super::StoreError;

@@ -40,6 +40,7 @@ where
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
 {
     fn fetch_all<'c>(
         conn: &'c mut Self::Connection,
@@ -72,6 +73,7 @@ where
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
 {
     let mut q = sqlx::query::<DB>(&qb.text);
     for v in &qb.values {
@@ -79,6 +81,7 @@ where
             Value::I64(x) => q.bind(x),
             Value::OptI64(x) => q.bind(x),
             Value::Text(x) => q.bind(x),
+            Value::OptText(x) => q.bind(x),
             Value::Uuid(x) => q.bind(x),
         };
     }
@@ -134,6 +137,8 @@ pub enum Value {
     OptI64(Option<i64>),
     /// Text.
     Text(String),
+    /// Nullable text.
+    OptText(Option<String>),
     /// A UUID.
     Uuid(Uuid),
 }
@@ -151,6 +156,11 @@ impl From<Option<i64>> for Value {
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Self::Text(v)
+    }
+}
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        Self::OptText(v)
     }
 }
 impl From<&str> for Value {
