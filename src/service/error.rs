@@ -140,13 +140,8 @@ impl Error {
             }
             Self::RateLimited { retry_after, .. } => format!("too many requests; retry in {retry_after} s"),
             Self::OutcomeUnknown(subject) => format!("{} {} may or may not be stored", subject.field, subject.id),
-            other => match other.field_errors() {
-                Some(fields) => {
-                    let named = fields.iter().map(|(k, v)| format!("{k} {}", v.join(", "))).collect::<Vec<_>>();
-                    format!("{} ({})", other.public().message, named.join("; "))
-                }
-                None => other.public().message.to_owned(),
-            },
+            Self::SessionAlreadyActive(id) => format!("{} ({id})", self.public().message),
+            other => other.public().message.to_owned(),
         }
     }
 
