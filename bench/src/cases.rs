@@ -179,7 +179,7 @@ async fn dispatch(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
         let (tenant, id) = (s.hot.tenant, s.hot.id);
         let nonce = nonce.clone();
         let make: MakeReq = Arc::new(move |w, i| {
-            let (text, key) = keyed_send(&nonce, w, i);
+            let (_, text, key) = keyed_send(&nonce, w, i);
             (0, api::send_keyed(&token, tenant, id, &text, &key))
         });
         let what = "durable send into one session, each with a fresh Idempotency-Key, every 10th a retry";
@@ -189,10 +189,9 @@ async fn dispatch(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
         let sessions = spread(ctx)?;
         let n = sessions.len();
         let make: MakeReq = Arc::new(move |w, i| {
+            let (n_sent, text, key) = keyed_send(&nonce, w, i);
             // A retry goes where its original went.
-            let n_orig = if i % 10 == 9 { i - 1 } else { i };
-            let (token, sref) = &sessions[(n_orig as usize * 31 + w * 17) % n];
-            let (text, key) = keyed_send(&nonce, w, i);
+            let (token, sref) = &sessions[(n_sent as usize * 31 + w * 17) % n];
             (0, api::send_keyed(token, sref.tenant, sref.id, &text, &key))
         });
         let what = format!("durable keyed send spread over {n} sessions, every 10th a retry");
@@ -233,12 +232,13 @@ async fn dispatch(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<CaseResult> {
     Err(anyhow!("unknown case {name}"))
 }
 
-/// The body text and key of the `i`th keyed send of worker `w`: a fresh key,
+/// Which send the `i`th keyed send of worker `w` is (itself, or the one it
+/// retries), with its body text and key: a fresh key,
 /// except every 10th send, which retries the one before it (same key, same
 /// body), as a client does when an answer is lost.
-fn keyed_send(nonce: &str, w: usize, i: u64) -> (String, String) {
+fn keyed_send(nonce: &str, w: usize, i: u64) -> (u64, String, String) {
     let n = if i % 10 == 9 { i - 1 } else { i };
-    (format!("keyed w{w} n{n}"), format!("{nonce}-{w}-{n}"))
+    (n, format!("keyed w{w} n{n}"), format!("{nonce}-{w}-{n}"))
 }
 
 /// Member tokens of every spread session.

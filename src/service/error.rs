@@ -1,7 +1,7 @@
 //! The one error type of the use cases: domain meanings only, and the one
 //! table of how each is told to a client ([`Error::public`]), which every
-//! transport uses (HTTP in `http::error`, streams in `realtime::conn`). The
-//! table is printed in docs/API.md (Errors).
+//! transport uses (HTTP in `http::error`, streams in `realtime::actor`). The
+//! table is printed in docs/API.md §6.
 
 use crate::domain::ids::{SessionId, UserId};
 use crate::store::StoreError;

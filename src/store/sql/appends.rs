@@ -275,15 +275,17 @@ impl<DB: Dialect> SqlStore<DB> {
         tx: &mut DB::Connection,
         batch: &[Append],
     ) -> Result<HashMap<IdemKey, (String, Message)>, StoreError> {
-        let keyed: Vec<&NewMessage> = batch.iter().map(|a| &a.new).filter(|n| n.idempotency.is_some()).collect();
+        let keys: Vec<(TenantId, SessionId, UserId, &str)> = batch
+            .iter()
+            .filter_map(|a| {
+                let new = &a.new;
+                new.idempotency.as_ref().map(|idem| (new.tenant_id, new.session_id, new.sender_id, idem.key.as_str()))
+            })
+            .collect();
         let mut known = HashMap::new();
-        if keyed.is_empty() {
+        if keys.is_empty() {
             return Ok(known);
         }
-        let keys: Vec<(TenantId, SessionId, UserId, &str)> = keyed
-            .iter()
-            .map(|n| (n.tenant_id, n.session_id, n.sender_id, n.idempotency.as_ref().map_or("", |i| i.key.as_str())))
-            .collect();
         let qb = key_lookup::<DB>(&keys);
         for row in &self.tx_all(tx, &qb).await? {
             let read = || -> Result<(IdemKey, (String, Message)), sqlx::Error> {
